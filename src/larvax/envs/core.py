@@ -1,0 +1,162 @@
+"""Environment contract: explicit state, explicit keys, termination and truncation apart.
+
+```
+params = env.default_params            # static configuration pytree
+state, ts = env.reset(key, params)
+state, ts = env.step(key, state, action, params)
+ts: TimeStep(observation, reward, terminated, truncated, info)
+env.observation_space(params), env.action_space(params)
+```
+
+Every function is pure, so ``jax.jit(env.step)`` and ``jax.vmap(env.step, (0, 0, 0, None))``
+work for every environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+PyTree = Any
+
+
+class TimeStep(NamedTuple):
+    """What an environment returns from ``reset`` and ``step``.
+
+    observation: pytree of arrays.
+    reward: float32 scalar, the reward of the transition just taken (0 after reset).
+    terminated: bool, the episode ended in a terminal state (no bootstrap).
+    truncated: bool, the episode was cut by a time limit (bootstrap from the value).
+    info: dict of arrays (reward components, events, ...), the same structure every step.
+    """
+
+    observation: PyTree
+    reward: Array
+    terminated: Array
+    truncated: Array
+    info: dict
+
+    @property
+    def done(self) -> Array:
+        return jnp.logical_or(self.terminated, self.truncated)
+
+
+# ----------------------------------------------------------------------------- spaces
+
+
+class Space:
+    """Base class of observation and action spaces."""
+
+    def sample(self, key: Array) -> PyTree:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def contains(self, x: PyTree) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Discrete(Space):
+    """Integers ``0 .. n-1``."""
+
+    n: int
+    dtype: Any = jnp.int32
+
+    def __post_init__(self):
+        if int(self.n) < 1:
+            raise ValueError(f"Discrete.n must be >= 1, got {self.n!r}")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return ()
+
+    def sample(self, key: Array) -> Array:
+        return jax.random.randint(key, (), 0, self.n, dtype=self.dtype)
+
+    def contains(self, x) -> bool:
+        x = np.asarray(x)
+        return bool(x.shape == () and np.issubdtype(x.dtype, np.integer) and 0 <= x < self.n)
+
+
+@dataclass(frozen=True)
+class Box(Space):
+    """A box ``[low, high]`` of the given shape (bounds broadcast to it)."""
+
+    low: Any
+    high: Any
+    shape: tuple[int, ...]
+    dtype: Any = jnp.float32
+
+    def sample(self, key: Array) -> Array:
+        low = jnp.broadcast_to(jnp.asarray(self.low, jnp.float32), self.shape)
+        high = jnp.broadcast_to(jnp.asarray(self.high, jnp.float32), self.shape)
+        finite_low = jnp.where(jnp.isfinite(low), low, -1.0)
+        finite_high = jnp.where(jnp.isfinite(high), high, 1.0)
+        u = jax.random.uniform(key, self.shape, minval=finite_low, maxval=finite_high)
+        if jnp.issubdtype(self.dtype, jnp.integer):
+            return jnp.floor(u).astype(self.dtype)
+        return u.astype(self.dtype)
+
+    def contains(self, x) -> bool:
+        x = np.asarray(x)
+        if x.shape != tuple(self.shape):
+            return False
+        return bool(np.all(x >= np.asarray(self.low)) and np.all(x <= np.asarray(self.high)))
+
+
+@dataclass(frozen=True)
+class Dict(Space):
+    """A mapping of named sub-spaces (observations are dicts of arrays)."""
+
+    spaces: dict
+
+    def sample(self, key: Array) -> dict:
+        keys = jax.random.split(key, len(self.spaces))
+        return {k: s.sample(kk) for (k, s), kk in zip(self.spaces.items(), keys, strict=True)}
+
+    def contains(self, x) -> bool:
+        return set(x) == set(self.spaces) and all(s.contains(x[k]) for k, s in self.spaces.items())
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+class Environment:
+    """Base class of larvax environments (subclasses implement the four methods).
+
+    Subclasses with a left/right symmetry also define ``mirror_actions`` (an int array
+    mapping each action to its mirror image) and ``reflect_observation(obs)``; the
+    mirror wrapper and R2D2's mirror augmentation use them.
+    """
+
+    @property
+    def default_params(self) -> PyTree:
+        raise NotImplementedError
+
+    def reset(self, key: Array, params: PyTree | None = None) -> tuple[PyTree, TimeStep]:
+        raise NotImplementedError
+
+    def step(
+        self, key: Array, state: PyTree, action: Array, params: PyTree | None = None
+    ) -> tuple[PyTree, TimeStep]:
+        raise NotImplementedError
+
+    def observation_space(self, params: PyTree | None = None) -> Space:
+        raise NotImplementedError
+
+    def action_space(self, params: PyTree | None = None) -> Space:
+        raise NotImplementedError
+
+    # Optional mirror symmetry: None when the environment has none.
+    mirror_actions: Any = None
+
+    def reflect_observation(self, observation: PyTree) -> PyTree:
+        raise NotImplementedError(f"{type(self).__name__} declares no mirror symmetry")
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
