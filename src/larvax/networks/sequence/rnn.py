@@ -1,0 +1,219 @@
+"""Nonlinear recurrent torsos: LSTM, GRU, any Flax NNX cell (``RNN``), and stateless modules.
+
+All follow the sequence-model contract of :mod:`larvax.networks.sequence.base`:
+``carry, y = model(x [B, T, F], starts [B, T], carry)``; the carry is reset to zeros by
+``jnp.where(start, init, carry)`` before the step that starts an episode is read. They run
+a sequential ``lax.scan`` over time; the input projections of LSTM and GRU are computed for
+all steps at once outside the scan (one large matmul), so only the recurrent matmul is
+sequential.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from larvax.networks.sequence.base import (
+    check_batch_shape,
+    check_inputs,
+    check_positive_int,
+    reset_where,
+    time_major,
+)
+
+Array = jax.Array
+
+
+def _orthogonal_gates(key: Array, hidden: int, gates: int) -> Array:
+    """Recurrent kernel [H, gates*H]: one orthogonal [H, H] block per gate."""
+    keys = jax.random.split(key, gates)
+    init = nnx.initializers.orthogonal()
+    return jnp.concatenate([init(k, (hidden, hidden), jnp.float32) for k in keys], axis=1)
+
+
+class LSTM(nnx.Module):
+    """Long short-term memory (Hochreiter & Schmidhuber 1997), reset-aware.
+
+    Per step, with gates ``[i, f, g, o] = x_t W_x + h_{t-1} W_h + b``::
+
+        c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
+        h_t = sigmoid(o) * tanh(c_t)
+
+    Args:
+        in_features: F, size of the last axis of ``x``.
+        hidden_size: H, size of ``c``, ``h`` and of the output ``y``.
+        forget_bias: initial bias of the forget gate (1.0, Jozefowicz et al. 2015).
+        rngs: ``nnx.Rngs`` for the parameters.
+
+    Carry: ``(c, h)``, each ``[B, H]``; output ``y = h``: ``[B, T, H]``.
+    """
+
+    def __init__(
+        self, in_features: int, hidden_size: int, *, forget_bias: float = 1.0, rngs: nnx.Rngs
+    ):
+        self.in_features = check_positive_int("LSTM", "in_features", in_features)
+        self.hidden_size = check_positive_int("LSTM", "hidden_size", hidden_size)
+        self.out_features = self.hidden_size
+        h = self.hidden_size
+        self.input_proj = nnx.Linear(self.in_features, 4 * h, rngs=rngs)
+        bias = jnp.zeros((4 * h,), jnp.float32).at[h : 2 * h].set(float(forget_bias))
+        self.input_proj.bias[...] = bias
+        self.recurrent_kernel = nnx.Param(_orthogonal_gates(rngs.params(), h, 4))
+
+    def initialize_carry(self, batch_shape: tuple[int, ...]) -> tuple[Array, Array]:
+        shape = check_batch_shape("LSTM", batch_shape) + (self.hidden_size,)
+        return jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32)
+
+    def __call__(self, x: Array, starts: Array, carry=None):
+        check_inputs("LSTM", x, starts, self.in_features)
+        if carry is None:
+            carry = self.initialize_carry(x.shape[:1])
+        init = self.initialize_carry(x.shape[:1])
+        w_h = self.recurrent_kernel[...]
+        xp = self.input_proj(x)  # [B, T, 4H]
+
+        def step(carry, inputs):
+            xp_t, start_t = inputs
+            c, h = reset_where(start_t, init, carry)
+            i, f, g, o = jnp.split(xp_t + h @ w_h, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (c, h), h
+
+        carry, ys = jax.lax.scan(step, carry, (time_major(xp), time_major(starts)))
+        return carry, time_major(ys)
+
+
+class GRU(nnx.Module):
+    """Gated recurrent unit (Cho et al. 2014, the formulation of PyTorch/Flax), reset-aware.
+
+    Per step::
+
+        r = sigmoid(x W_xr + b_xr + h W_hr)
+        z = sigmoid(x W_xz + b_xz + h W_hz)
+        n = tanh(x W_xn + b_xn + r * (h W_hn + b_hn))
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    Args:
+        in_features: F; hidden_size: H; rngs: ``nnx.Rngs``.
+
+    Carry: ``h`` ``[B, H]``; output ``y = h``: ``[B, T, H]``.
+    """
+
+    def __init__(self, in_features: int, hidden_size: int, *, rngs: nnx.Rngs):
+        self.in_features = check_positive_int("GRU", "in_features", in_features)
+        self.hidden_size = check_positive_int("GRU", "hidden_size", hidden_size)
+        self.out_features = self.hidden_size
+        h = self.hidden_size
+        self.input_proj = nnx.Linear(self.in_features, 3 * h, rngs=rngs)
+        self.recurrent_kernel = nnx.Param(_orthogonal_gates(rngs.params(), h, 3))
+        self.recurrent_bias = nnx.Param(jnp.zeros((h,), jnp.float32))
+
+    def initialize_carry(self, batch_shape: tuple[int, ...]) -> Array:
+        shape = check_batch_shape("GRU", batch_shape) + (self.hidden_size,)
+        return jnp.zeros(shape, jnp.float32)
+
+    def __call__(self, x: Array, starts: Array, carry=None):
+        check_inputs("GRU", x, starts, self.in_features)
+        if carry is None:
+            carry = self.initialize_carry(x.shape[:1])
+        init = self.initialize_carry(x.shape[:1])
+        w_h = self.recurrent_kernel[...]
+        b_hn = self.recurrent_bias[...]
+        xp = self.input_proj(x)  # [B, T, 3H]
+
+        def step(h, inputs):
+            xp_t, start_t = inputs
+            h = reset_where(start_t, init, h)
+            xr, xz, xn = jnp.split(xp_t, 3, axis=-1)
+            hr, hz, hn = jnp.split(h @ w_h, 3, axis=-1)
+            r = jax.nn.sigmoid(xr + hr)
+            z = jax.nn.sigmoid(xz + hz)
+            n = jnp.tanh(xn + r * (hn + b_hn))
+            h = (1.0 - z) * n + z * h
+            return h, h
+
+        carry, ys = jax.lax.scan(step, carry, (time_major(xp), time_major(starts)))
+        return carry, time_major(ys)
+
+
+class RNN(nnx.Module):
+    """Turn a Flax NNX recurrent cell into a reset-aware torso.
+
+    ``cell`` follows the ``flax.nnx`` cell convention: ``carry, y = cell(carry, x_t)`` with
+    ``x_t [B, F]``, and ``cell.initialize_carry(input_shape, rngs)``, as do
+    ``nnx.LSTMCell``, ``nnx.OptimizedLSTMCell``, ``nnx.GRUCell`` and ``nnx.SimpleCell``.
+    The initial carry is the cell's own ``initialize_carry`` (zeros for the built-in cells;
+    it must not depend on the random key, so a fixed key is passed).
+
+    Example: ``RNN(nnx.LSTMCell(64, 128, rngs=nnx.Rngs(0)))``; output ``[B, T, 128]``.
+    """
+
+    def __init__(self, cell: nnx.Module):
+        if not (callable(cell) and hasattr(cell, "initialize_carry")):
+            raise ValueError(
+                f"RNN.cell must be a Flax NNX recurrent cell with initialize_carry and "
+                f"__call__(carry, x) (e.g. nnx.LSTMCell), got {type(cell).__name__}"
+            )
+        self.cell = cell
+        self.in_features = getattr(cell, "in_features", None)
+        self.out_features = getattr(cell, "hidden_features", None)
+
+    def initialize_carry(self, batch_shape: tuple[int, ...]) -> Any:
+        shape = check_batch_shape("RNN", batch_shape)
+        features = self.in_features if self.in_features is not None else 1
+        return self.cell.initialize_carry(shape + (features,), nnx.Rngs(carry=0))
+
+    def __call__(self, x: Array, starts: Array, carry=None):
+        check_inputs("RNN", x, starts, self.in_features)
+        if carry is None:
+            carry = self.initialize_carry(x.shape[:1])
+        init = self.initialize_carry(x.shape[:1])
+        graphdef, state = nnx.split(self.cell)
+
+        def step(carry, inputs):
+            x_t, start_t = inputs
+            cell = nnx.merge(graphdef, state)
+            carry = reset_where(start_t, init, carry)
+            carry, y = cell(carry, x_t)
+            return carry, y
+
+        carry, ys = jax.lax.scan(step, carry, (time_major(x), time_major(starts)))
+        return carry, time_major(ys)
+
+
+class SequenceModelWrapper(nnx.Module):
+    """Lift a stateless module applied per step (``nnx.Linear``, an MLP) into a torso.
+
+    ``y[:, t] = module(x[:, t])``; the module is applied once to ``x`` reshaped to
+    ``[B*T, ...]`` (so it may expect any per-step shape) and the result reshaped back to
+    ``[B, T, ...]``. The carry is the empty tuple ``()``; starts have no effect.
+    """
+
+    def __init__(self, module: Any, out_features: int | None = None):
+        if not callable(module):
+            raise ValueError(
+                f"SequenceModelWrapper.module must be callable, got {type(module).__name__}"
+            )
+        self.module = module
+        self.in_features = getattr(module, "in_features", None)
+        self.out_features = (
+            out_features if out_features is not None else getattr(module, "out_features", None)
+        )
+
+    def initialize_carry(self, batch_shape: tuple[int, ...]) -> tuple:
+        check_batch_shape("SequenceModelWrapper", batch_shape)
+        return ()
+
+    def __call__(self, x: Array, starts: Array, carry=()):
+        if x.ndim < 2 or tuple(starts.shape) != tuple(x.shape[:2]):
+            raise ValueError(
+                f"SequenceModelWrapper: x must be [B, T, ...] and starts [B, T]; got x "
+                f"{tuple(x.shape)}, starts {tuple(starts.shape)}"
+            )
+        b, t = x.shape[:2]
+        y = self.module(x.reshape((b * t,) + x.shape[2:]))
+        return (), y.reshape((b, t) + y.shape[1:])
