@@ -39,12 +39,27 @@ class Agent(Protocol):
             greedy: bool = True) -> tuple[PyTree, jax.Array]: ...
 
 
+_BUILTIN = {"r2d2": "larvax.agents.r2d2", "ppo": "larvax.agents.ppo"}
+_EXTRA: dict = {}
+
+
+def register_agent(name: str, factory) -> None:
+    """Register ``factory(env, env_params, network, config) -> Agent`` (plug-ins, tests)."""
+    _EXTRA[name] = factory
+
+
+def agent_names() -> list[str]:
+    return sorted(set(_BUILTIN) | set(_EXTRA))
+
+
 def make_agent(name: str, env, env_params, network: dict, config: dict):
-    """Build the agent registered as ``name`` ("r2d2" or "ppo")."""
-    if name == "r2d2":
-        from larvax.agents.r2d2 import make_agent as factory
-    elif name == "ppo":
-        from larvax.agents.ppo import make_agent as factory
+    """Build the agent registered as ``name`` ("r2d2", "ppo" or a registered plug-in)."""
+    if name in _EXTRA:
+        factory = _EXTRA[name]
+    elif name in _BUILTIN:
+        import importlib
+
+        factory = importlib.import_module(_BUILTIN[name]).make_agent
     else:
-        raise ValueError(f"unknown agent {name!r}; allowed: 'r2d2', 'ppo'")
+        raise ValueError(f"agent: unknown agent {name!r}; allowed: {', '.join(agent_names())}")
     return factory(env, env_params, network, config)

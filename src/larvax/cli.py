@@ -1,0 +1,122 @@
+"""The ``larvax`` command line.
+
+``larvax --version``; ``larvax models`` (registered networks and their arguments);
+``larvax train`` (the main job: R2D2 on Simfish by default, any preset by name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import larvax
+
+
+def _error(message: str, code: int = 2) -> int:
+    print(f"larvax: error: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_models(args) -> int:
+    from larvax.networks.registry import list_models
+
+    models = list_models()
+    width = max(len(n) for n in models)
+    for name, info in sorted(models.items()):
+        signature = info.get("signature", "") if isinstance(info, dict) else str(info)
+        doc = info.get("doc", "") if isinstance(info, dict) else ""
+        print(f"{name:<{width}}  {signature}")
+        if doc:
+            print(f"{'':<{width}}  {doc}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from rich.console import Console
+
+    from larvax.training import config as C
+    from larvax.training.checkpoint import CheckpointError
+    from larvax.training.loop import RunDirError, TrainingDiverged, run
+
+    console = Console(stderr=True)
+    if args.list_presets:
+        for name, description in C.list_presets().items():
+            marker = " (default)" if name == C.DEFAULT_PRESET else ""
+            print(f"{name}{marker}: {description}")
+        return 0
+    try:
+        if args.resume:
+            if args.preset or args.config or args.set or args.run_dir or args.seed is not None:
+                return _error(
+                    "--resume takes only the run directory (and optionally --steps to extend "
+                    "the budget); the run's own config.yaml is used"
+                )
+            cfg = None
+            if args.steps is not None:
+                import yaml
+
+                path = os.path.join(args.resume, "config.yaml")
+                if os.path.isfile(path):
+                    with open(path) as f:
+                        cfg = yaml.safe_load(f)
+                    cfg["total_env_steps"] = int(args.steps)
+            console.print(f"[bold]larvax[/] resuming {args.resume}")
+            result = run(cfg, run_dir=args.resume, resume=True, console=console,
+                         progress=not args.no_progress)
+        else:
+            cfg = C.resolve(args.preset, args.config, args.set or [], args.steps, args.seed)
+            console.print(f"[bold]larvax {larvax.__version__}[/] preset [cyan]{cfg['name']}[/]: "
+                          f"{cfg['description']}")
+            console.print(f"agent {cfg['agent']}, env {cfg['env']}, network {cfg['network']['name']}, "
+                          f"budget {cfg['total_env_steps']:,} env steps, seed {cfg['seed']}")
+            result = run(cfg, run_dir=args.run_dir, console=console, progress=not args.no_progress)
+    except (C.ConfigError, RunDirError, CheckpointError) as err:
+        return _error(str(err))
+    except TrainingDiverged as err:
+        return _error(str(err), code=1)
+    except KeyboardInterrupt:
+        return _error("interrupted; continue with `larvax train --resume RUN_DIR`", code=130)
+    console.print(f"[bold green]done[/]: {result.env_steps:,} env steps in {result.run_dir}")
+    for key, value in result.summary.items():
+        if isinstance(value, float):
+            console.print(f"  {key}: {value:.4g}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="larvax", description="Memory-based reinforcement learning in JAX."
+    )
+    parser.add_argument("--version", action="version", version=f"larvax {larvax.__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    p_models = sub.add_parser("models", help="list the registered models and their arguments")
+    p_models.set_defaults(func=cmd_models)
+
+    p_train = sub.add_parser("train", help="train an agent (default: R2D2 on Simfish)")
+    p_train.add_argument("--preset", help="preset name (see --list-presets)")
+    p_train.add_argument("--config", help="a YAML config file (merged over the preset)")
+    p_train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                         help="override a config value, e.g. --set agent_config.batch_size=64")
+    p_train.add_argument("--steps", type=int, help="budget in environment steps")
+    p_train.add_argument("--run-dir", help="run directory (default runs/<preset>-<time>)")
+    p_train.add_argument("--seed", type=int, help="random seed")
+    p_train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p_train.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    p_train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_train.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

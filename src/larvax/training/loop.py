@@ -1,0 +1,318 @@
+"""The training loop shared by every agent: chunked jit, metrics, checkpoints, resume.
+
+One loop for R2D2 and PPO. The agent does all the work inside ``agent.train(state, n)``
+(one compiled scan over ``n`` updates: acting and learning); Python only turns each
+chunk's metrics into a CSV/TensorBoard row, updates the progress bar and checkpoints.
+
+Run directory::
+
+    config.yaml          the resolved config (what --resume reads)
+    run.json             larvax version, status (running | finished | failed | interrupted)
+    metrics.csv          one row per chunk
+    tb/                  TensorBoard event files
+    checkpoints/<update>/  orbax checkpoints (state + record), newest ``keep_checkpoints``
+    learning_curve.png   at the end
+    summary.json         at the end
+
+Crash safety: checkpoints are atomic (orbax); every CSV row is fsync'ed; on resume the CSV
+is cut back to the rows the restored checkpoint had written (so the deterministic re-run
+of the lost chunks writes them again exactly once) and TensorBoard purges later points.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+import yaml
+
+import larvax
+from larvax.training.checkpoint import Checkpointer
+from larvax.training.config import ConfigError, validate
+from larvax.training.logging import CSVLog, ProgressDisplay, TensorBoardLog
+
+RUN_FILES = ("config.yaml", "run.json", "metrics.csv", "checkpoints")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used (holds another run, or is not a run)."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    updates: int
+    env_steps: int
+    rows: list[dict]
+    summary: dict
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _set_status(run_dir: Path, status: str, **extra) -> None:
+    path = run_dir / "run.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update(status=status, larvax_version=larvax.__version__, **extra)
+    data["updated"] = _dt.datetime.now().isoformat(timespec="seconds")
+    _write_json_atomic(path, data)
+
+
+def default_run_dir(cfg_name: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg_name}-{stamp}"
+
+
+def prepare_new_run_dir(run_dir: Path) -> None:
+    """Refuse a directory that already holds a run (or anything else)."""
+    if run_dir.exists():
+        if not run_dir.is_dir():
+            raise RunDirError(f"run directory {str(run_dir)!r} is a file, not a directory")
+        contents = list(run_dir.iterdir())
+        if any((run_dir / f).exists() for f in RUN_FILES):
+            raise RunDirError(
+                f"run directory {str(run_dir)!r} already holds a run; continue it with "
+                f"`larvax train --resume {run_dir}` or choose another --run-dir"
+            )
+        if contents:
+            raise RunDirError(
+                f"run directory {str(run_dir)!r} is not empty and is not a larvax run; "
+                "choose a new or empty directory"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+EPISODE_WEIGHTED_PREFIXES = ("episode_", "prey_caught")
+
+
+def aggregate(metrics: dict, update0: int, elapsed: float, wall_before: float) -> dict:
+    """Turn one chunk's per-update metrics ``{key: [n]}`` into one CSV row.
+
+    Episode statistics (``episode_*``, ``prey_caught``) are averaged over the episodes that
+    ended in the chunk (weights ``episodes``); everything else is a mean over updates.
+    """
+    metrics = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in metrics.items()}
+    n = len(metrics["env_steps"])
+    episodes = metrics.get("episodes", np.zeros(n))
+    env_steps = int(metrics["env_steps"][-1])
+    row: dict = {
+        "update": update0 + n,
+        "env_steps": env_steps,
+        "wall_time_s": round(wall_before + elapsed, 3),
+        "steps_per_s": 0.0,
+    }
+    for key, values in sorted(metrics.items()):
+        if key == "env_steps":
+            continue
+        if key == "episodes":
+            row[key] = float(values.sum())
+        elif key.startswith(EPISODE_WEIGHTED_PREFIXES):
+            mask = (episodes > 0) & np.isfinite(values)
+            total = episodes[mask].sum()
+            row[key] = float((values[mask] * episodes[mask]).sum() / total) if total > 0 else float("nan")
+        else:
+            row[key] = float(values.mean())
+    return row
+
+
+def _nonfinite_loss(metrics: dict) -> str | None:
+    for key, values in metrics.items():
+        if "loss" in key and not np.all(np.isfinite(np.asarray(values))):
+            return key
+    return None
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def build(cfg: dict):
+    """Environment and agent from a resolved config (bad values -> ConfigError)."""
+    from larvax.agents.base import make_agent
+    from larvax.envs import make
+
+    env_kwargs = {k: v for k, v in cfg["env"].items() if k != "name"}
+    try:
+        env, env_params = make(cfg["env"]["name"], **env_kwargs)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"env: {err}") from None
+    try:
+        agent = make_agent(cfg["agent"], env, env_params, dict(cfg["network"]), dict(cfg["agent_config"]))
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{err}") from None
+    return env, env_params, agent
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def run(
+    cfg: dict | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    max_chunks: int | None = None,
+    console=None,
+) -> RunResult:
+    """Train a new run (``cfg``) or resume one (``resume=True``, ``run_dir`` given).
+
+    ``max_chunks`` stops after that many chunks (tests, smoke runs); the run can be resumed.
+    """
+    if resume:
+        if run_dir is None:
+            raise RunDirError("--resume needs a run directory")
+        run_dir = Path(run_dir)
+        cfg_path = run_dir / "config.yaml"
+        if not cfg_path.is_file():
+            raise RunDirError(f"{str(run_dir)!r} is not a larvax run directory (no config.yaml)")
+        saved = yaml.safe_load(cfg_path.read_text())
+        if cfg is not None:  # e.g. a larger --steps budget
+            saved["total_env_steps"] = cfg["total_env_steps"]
+        cfg = validate(saved)
+    else:
+        if cfg is None:
+            raise ConfigError("no config given")
+        cfg = validate(cfg)
+        run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg.get("name", "run"))
+        prepare_new_run_dir(run_dir)
+
+    env, env_params, agent = build(cfg)
+    steps_per_update = int(agent.env_steps_per_update)
+    total_updates = max(1, math.ceil(cfg["total_env_steps"] / steps_per_update))
+
+    ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg["keep_checkpoints"])
+    csv_log = CSVLog(run_dir / "metrics.csv")
+    key = jax.random.key(cfg["seed"])
+
+    updates_done, wall_before, rows_done = 0, 0.0, 0
+    if resume and ckpt.latest_step() is not None:
+        abstract = jax.eval_shape(agent.init, key)
+        state, record = ckpt.restore(abstract)
+        updates_done = int(record["updates"])
+        wall_before = float(record["wall_time_s"])
+        rows_done = int(record["csv_rows"])
+    else:
+        if resume:  # killed before the first checkpoint: start again from scratch
+            csv_log.truncate(0)
+        state = agent.init(key)
+    if resume:
+        csv_log.truncate(rows_done)
+    else:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    rows = csv_log.read()
+    env_steps_done = int(float(rows[-1]["env_steps"])) if rows else updates_done * steps_per_update
+    tb = TensorBoardLog(run_dir / "tb", purge_step=env_steps_done + 1 if resume else None)
+    _set_status(run_dir, "running", total_updates=total_updates)
+
+    last_save = time.monotonic()
+    chunks = 0
+    display = ProgressDisplay(cfg["total_env_steps"], env_steps_done, console=console) if progress else None
+    try:
+        if display:
+            display.__enter__()
+        while updates_done < total_updates:
+            n = min(cfg["chunk_updates"], total_updates - updates_done)
+            t0 = time.monotonic()
+            new_state, metrics = agent.train(state, n)
+            metrics = jax.device_get(metrics)
+            elapsed = time.monotonic() - t0
+            bad = _nonfinite_loss(metrics)
+            if bad is not None:
+                last = ckpt.latest_step()
+                raise TrainingDiverged(
+                    f"training stopped: {bad} became NaN or infinite between updates "
+                    f"{updates_done} and {updates_done + n}; the last good checkpoint "
+                    f"(update {last}) is kept in {run_dir / 'checkpoints'}"
+                )
+            state = new_state
+            row = aggregate(metrics, updates_done, elapsed, wall_before)
+            chunk_steps = row["env_steps"] - env_steps_done
+            row["steps_per_s"] = round(chunk_steps / max(elapsed, 1e-9), 1)
+            updates_done += n
+            env_steps_done = row["env_steps"]
+            wall_before = row["wall_time_s"]
+            csv_log.append(row)
+            rows_done += 1
+            tb.write(row, env_steps_done)
+            if display:
+                display.update(row)
+            chunks += 1
+            finished = updates_done >= total_updates
+            if finished or time.monotonic() - last_save >= cfg["checkpoint_every_seconds"]:
+                record = {
+                    "updates": updates_done,
+                    "env_steps": env_steps_done,
+                    "csv_rows": rows_done,
+                    "wall_time_s": wall_before,
+                }
+                ckpt.save(updates_done, state, record)
+                last_save = time.monotonic()
+            if max_chunks is not None and chunks >= max_chunks and not finished:
+                ckpt.save(
+                    updates_done,
+                    state,
+                    {"updates": updates_done, "env_steps": env_steps_done, "csv_rows": rows_done,
+                     "wall_time_s": wall_before},
+                )
+                _set_status(run_dir, "interrupted", updates=updates_done)
+                return RunResult(run_dir, updates_done, env_steps_done, csv_log.read(), {})
+    except KeyboardInterrupt:
+        _set_status(run_dir, "interrupted", updates=updates_done)
+        raise
+    except TrainingDiverged as err:
+        _set_status(run_dir, "failed", reason=str(err))
+        raise
+    finally:
+        if display:
+            display.__exit__(None, None, None)
+        tb.close()
+        ckpt.close()
+
+    rows = csv_log.read()
+    summary = finish(run_dir, cfg, rows)
+    _set_status(run_dir, "finished", updates=updates_done)
+    return RunResult(run_dir, updates_done, env_steps_done, rows, summary)
+
+
+def finish(run_dir: Path, cfg: dict, rows: list[dict]) -> dict:
+    """Learning-curve PNG and summary.json for a finished run."""
+    from larvax.training.plots import learning_curve
+
+    def col(name):
+        return np.array([float(r.get(name, "nan")) for r in rows], dtype=np.float64)
+
+    summary: dict = {
+        "agent": cfg["agent"],
+        "env": cfg["env"],
+        "env_steps": int(col("env_steps")[-1]) if rows else 0,
+        "wall_time_s": float(col("wall_time_s")[-1]) if rows else 0.0,
+        "episodes": float(np.nansum(col("episodes"))) if rows and "episodes" in rows[0] else 0.0,
+    }
+    if rows:
+        tail = max(1, len(rows) // 10)
+        for name in ("episode_return", "prey_caught", "episode_length", "loss"):
+            if name in rows[0]:
+                values = col(name)[-tail:]
+                finite = values[np.isfinite(values)]
+                summary[f"final_{name}"] = float(finite.mean()) if len(finite) else float("nan")
+        summary["mean_steps_per_s"] = float(np.nanmean(col("steps_per_s")))
+    _write_json_atomic(run_dir / "summary.json", summary)
+    if rows:
+        learning_curve(rows, run_dir / "learning_curve.png", title=cfg.get("description", ""))
+    return summary

@@ -1,0 +1,40 @@
+"""Learning-curve plot of a run's metric rows (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def learning_curve(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """Plot episode return (and prey caught, loss when present) against env steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def col(name):
+        return np.array([float(r.get(name, "nan")) for r in rows], dtype=np.float64)
+
+    steps = col("env_steps")
+    panels = [p for p in ("episode_return", "prey_caught", "loss") if rows and p in rows[0]]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.4 * len(panels)), sharex=True, squeeze=False)
+    for ax, name in zip(axes[:, 0], panels, strict=True):
+        y = col(name)
+        ok = np.isfinite(y)
+        ax.plot(steps[ok], y[ok], lw=0.8, alpha=0.5, color="C0")
+        if ok.sum() >= 5:
+            k = max(1, ok.sum() // 20)
+            smooth = np.convolve(y[ok], np.ones(k) / k, mode="valid")
+            ax.plot(steps[ok][k - 1 :], smooth, lw=1.8, color="C1")
+        ax.set_ylabel(name.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("environment steps")
+    if title:
+        axes[0, 0].set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
