@@ -121,8 +121,7 @@ class SimfishParams:
     predator_distance_from_fish: float = 180.0  # px, spawn distance
     predator_wall_margin: float = 96.0  # px, never spawned nearer a wall
     predator_epoch_num: int = 5
-    predator_epoch_duration: int = 50  # steps
-    predator_epoch_start_max: int = 950  # epoch starts uniform in [immunity, this)
+    predator_epoch_duration: int = 50  # steps; starts uniform in [immunity, max_steps - this)
     predator_probability_per_epoch_step: float = 0.07
 
     # ----------------------------------------------------------------- salt
@@ -199,7 +198,7 @@ class SimfishParams:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 bad(name, "an int >= 0")
-        for name in ("predator_immunity_steps", "predator_epoch_start_max", "light_gradient_px"):
+        for name in ("predator_immunity_steps", "light_gradient_px"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 bad(name, "an int >= 0")
@@ -286,13 +285,6 @@ class SimfishParams:
             bad("fish_start_margin", "less than half the smaller arena side")
         if 2 * self.prey_start_margin >= min(self.arena_width, self.arena_height):
             bad("prey_start_margin", "less than half the smaller arena side")
-        if self.predator_epoch_start_max < self.predator_immunity_steps:
-            bad(
-                "predator_epoch_start_max",
-                f">= predator_immunity_steps={self.predator_immunity_steps}",
-            )
-        if self.prey_cloud_num > 0 and self.prey_num % self.prey_cloud_num != 0:
-            bad("prey_num", f"a multiple of prey_cloud_num={self.prey_cloud_num}")
         if len(tuple(self.viewing_elevations_deg)) != 2:
             bad("viewing_elevations_deg", "a pair of elevations in degrees")
         if self.contact_candidates < 1:

@@ -1,0 +1,514 @@
+"""``Simfish``: the larval-zebrafish hunting environment as pure JAX functions.
+
+```
+env = Simfish.preset("normal")            # or Simfish(SimfishParams(...))
+params = env.default_params
+state, ts = env.reset(key, params)
+state, ts = env.step(key, state, action, params)   # action: int32 bout 0..20
+ts.observation = {"visual": float32 [139, 3, 2], "internal": float32 [3]}
+```
+
+``internal = (in_light, energy, salt)``. ``jax.jit`` and ``jax.vmap(env.step, (0, 0, 0, None))``
+work; ``params`` is a static pytree.
+
+One step (0.2 s, 100 physics sub-steps of 2 ms), in the reference's order:
+
+1. The bout: ``(d, theta)`` drawn (or the mean with ``deterministic_action``); the heading
+   turns at once and the fish gets one impulse (``body.py``).
+2. Predator spawn attempt (``predator.py``).
+3. Prey per-step draws: gait switch, turn (``prey.py``).
+4. Sub-steps. Prey that can meet the fish in this step are simulated sub-step by sub-step
+   together with the fish and the predator (a ``lax.scan`` of 100 iterations): the
+   ``contact_candidates`` prey nearest to the fish's straight glide path (default 8). All
+   other prey move by the closed form :func:`larvax.envs.simfish.prey.free_step`, which is the
+   sub-step loop exactly (they cannot touch the fish, and escape needs the fish within
+   100 px). If more than ``contact_candidates`` prey lie within reach, the farther ones
+   neither escape nor get caught in that step (a documented approximation; its
+   frequency is measured in docs/simfish.md).
+5. Predator hit (-2) / survived attack (+2), energy, salt, wall penalty, cloud
+   reproduction, step count, end of episode, observation.
+
+End of episode (``info["end_cause"]``):
+
+====  ===================  ==========================================
+code  cause                reported as
+====  ===================  ==========================================
+0     (episode goes on)    -
+1     starvation           ``terminated`` (energy < 0)
+2     all prey eaten       ``terminated`` (a catch left no live prey)
+3     time limit           ``truncated`` (``step == max_steps``)
+====  ===================  ==========================================
+
+Reward = sum of ``info["reward_components"]``: ``energy`` (-10 x energy use),
+``consumption`` (+3 when any prey was caught this step, as the reference: once per step),
+``salt`` (-0.05 x concentration), ``predator`` (-2 hit, +2 survived), ``wall`` (-2).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from larvax.envs.core import Box, Dict, Discrete, Environment, TimeStep
+from larvax.envs.simfish import arena, body, predator, prey
+from larvax.envs.simfish import bouts as bouts_lib
+from larvax.envs.simfish.config import SimfishParams
+from larvax.envs.simfish.state import SimfishState, make_state
+
+Array = jax.Array
+
+END_NONE, END_STARVATION, END_PREY_ALL_EATEN, END_TIME = 0, 1, 2, 3
+END_CAUSES = {0: "none", 1: "Starvation", 2: "Prey-All-Eaten", 3: "Time"}
+REWARD_COMPONENTS = ("energy", "consumption", "salt", "predator", "wall")
+
+
+def _seg_dist2(p: Array, a: Array, b: Array) -> Array:
+    ab = b - a
+    t = jnp.clip(jnp.sum((p - a) * ab, -1) / jnp.maximum(jnp.sum(ab * ab, -1), 1e-9), 0.0, 1.0)
+    d = p - (a + t[..., None] * ab)
+    return jnp.sum(d * d, -1)
+
+
+def _observe_visual(params, state: SimfishState, textures, key, noise=None):
+    from larvax.envs.simfish import vision
+
+    sed = arena.Sediment(textures=textures, handle=state.sediment)
+    return vision.observe(
+        params,
+        state.fish_xy,
+        state.fish_angle,
+        state.prey_xy,
+        state.prey_alive,
+        state.predator_present,
+        state.predator_xy,
+        state.predator_radius,
+        sed,
+        key,
+        noise,
+    )
+
+
+def internal_state(params: SimfishParams, state: SimfishState) -> Array:
+    """``float32 [3] = (in_light, energy, salt)`` of a state."""
+    return jnp.stack([arena.in_light(params, state.fish_xy[1]), state.energy, state.salt]).astype(
+        jnp.float32
+    )
+
+
+def physics_step(
+    params: SimfishParams,
+    key: Array,
+    state: SimfishState,
+    action: Array,
+):
+    """Advance the world by one env step (no observation): returns (state, reward
+    components dict, events dict). Pure; see the module docstring for the order."""
+    p = params
+    q = p.substep_damping
+    dt = p.phys_dt
+    n_sub = p.phys_substeps
+    k_bout, k_spawn, k_angle, k_prey, k_esc, k_repro = jax.random.split(key, 6)
+    action = jnp.asarray(action, jnp.int32)
+
+    # 1. bout
+    d_mm, theta = bouts_lib.sample_bout(k_bout, action, p.deterministic_action)
+    fish_angle, fish_v = body.start_bout(p, state.fish_angle, state.fish_velocity, d_mm, theta)
+    capture_bout = jnp.asarray(bouts_lib.IS_CAPTURE)[action]
+
+    # 2. predator spawn (from the fish position before the bout moves it)
+    if p.predator_enabled and p.predator_epoch_num > 0:
+        prob = predator.spawn_probability(p, state.predator_epoch_starts, state.step)
+        spawn = (
+            ~state.predator_present
+            & (jax.random.uniform(k_spawn) < prob)
+            & ~predator.fish_near_wall(p, state.fish_xy)
+        )
+        ang = predator.attack_angle(k_angle, p, state.fish_xy)
+        pred_xy = jnp.where(
+            spawn, predator.spawn_position(p, state.fish_xy, ang), state.predator_xy
+        )
+        pred_v = jnp.where(spawn, 0.0, state.predator_velocity)
+        target = jnp.where(spawn, state.fish_xy, state.predator_target_xy)
+        pred_present = state.predator_present | spawn
+    else:
+        pred_xy, pred_v = state.predator_xy, state.predator_velocity
+        target, pred_present = state.predator_target_xy, state.predator_present
+
+    # 3. prey per-step draws and the closed-form motion of every prey
+    n_prey = int(p.prey_num)
+    alive0 = state.prey_alive
+    if n_prey > 0:
+        new_gait, new_pangle = prey.step_randoms(k_prey, p, state.prey_gait, state.prey_angle)
+        free_xy, free_v = prey.free_step(
+            p, state.prey_xy, state.prey_velocity, state.prey_gait, new_gait, new_pangle
+        )
+        # candidates: nearest live prey to the straight glide path of the fish
+        kc = min(int(p.contact_candidates), n_prey)
+        glide_end, _ = body.glide(p, state.fish_xy, fish_v, n_sub)
+        dist2 = _seg_dist2(state.prey_xy, state.fish_xy[None], glide_end[None])
+        dist2 = jnp.where(alive0, dist2, jnp.inf)
+        _, idx = jax.lax.top_k(-dist2, kc)
+        c_xy0 = state.prey_xy[idx]
+        c_v0 = state.prey_velocity[idx]
+        c_alive0 = alive0[idx]
+        c_old_gait = state.prey_gait[idx]
+        c_new_gait = new_gait[idx]
+        c_u = jnp.stack([jnp.cos(new_pangle[idx]), jnp.sin(new_pangle[idx])], -1)
+        esc_draw = jax.random.uniform(k_esc, (n_sub, kc)) < p.prey_p_escape_substep
+    else:
+        kc = 1
+        c_xy0 = jnp.zeros((1, 2), jnp.float32)
+        c_v0 = jnp.zeros((1, 2), jnp.float32)
+        c_alive0 = jnp.zeros((1,), bool)
+        c_old_gait = c_new_gait = jnp.zeros((1,), jnp.int32)
+        c_u = jnp.zeros((1, 2), jnp.float32)
+        esc_draw = jnp.zeros((n_sub, 1), bool)
+
+    speeds = prey.gait_speeds(p)
+    jump = p.prey_velocity_jump * (1.0 - q)
+    capture_end = p.capture_end_substep
+    immune = state.step <= p.predator_immunity_steps
+    pred_target_r = jnp.round(target)
+
+    def substep(carry, xs):
+        (f_xy, f_v, wall, pr_xy, pr_v, pr_on, touched, survived, c_xy, c_v, c_alive) = carry[:11]
+        (c_mouth, c_body, eligible, caught) = carry[11:]
+        k, esc = xs
+        # integrate positions (pymunk: before collisions and damping)
+        f_xy = f_xy + f_v * dt
+        c_xy = jnp.where(c_alive[:, None], c_xy + c_v * dt, c_xy)
+        pr_xy = jnp.where(pr_on, pr_xy + pr_v * dt, pr_xy)
+        # fish - wall
+        w = body.mouth_touches_wall(p, f_xy)
+        f_xy = jnp.where(w, body.wall_response(p, f_xy), f_xy)
+        f_v = jnp.where(w, 0.0, f_v)
+        wall = wall | w
+        # predator - wall / fish
+        pw = pr_on & predator.touches_wall(p, pr_xy)
+        hit = pr_on & ~immune & predator.hits_fish(p, pr_xy, f_xy, fish_angle)
+        touched = touched | hit
+        survived = survived | (pw & ~touched)
+        pr_on = pr_on & ~pw
+        # prey - fish (begin callbacks fire on new contacts only)
+        m = c_alive & prey.mouth_contact(p, f_xy, c_xy)
+        b = c_alive & prey.body_contact(p, f_xy, fish_angle, c_xy)
+        new_m = m & ~c_mouth
+        new_b = b & ~c_body
+        window = capture_bout & (k >= 1) & (k <= capture_end)
+        bearing = prey.capture_bearing(f_xy, fish_angle, c_xy)
+        cap = new_m & window & (jnp.abs(bearing) < p.capture_permissive_angle)
+        consumed_now = jnp.any(cap)
+        touch_jump = (new_m | new_b) & ~cap & ~consumed_now
+        c_alive = c_alive & ~cap
+        caught = caught + jnp.sum(cap).astype(jnp.int32)
+        # velocity damping
+        f_v = f_v * q
+        c_v = c_v * q
+        pr_v = pr_v * q
+        # prey impulses (sub-step 0: old gait; escape eligibility checked once, at 0)
+        d2 = jnp.sum((c_xy - f_xy) ** 2, -1)
+        eligible = jnp.where(k == 0, d2 < p.prey_sensing_distance**2, eligible)
+        gait_now = jnp.where(k == 0, c_old_gait, c_new_gait)
+        dv = speeds[gait_now] * (1.0 - q)
+        dv = dv + jnp.where(touch_jump, jump, 0.0) + jnp.where(eligible & esc, jump, 0.0)
+        c_v = jnp.where(c_alive[:, None], c_v + dv[:, None] * c_u, c_v)
+        # predator: removal at target / outside, else push toward the target
+        rem = pr_on & (
+            jnp.all(jnp.round(pr_xy) == pred_target_r) | predator.outside_arena(p, pr_xy)
+        )
+        survived = survived | (rem & ~touched)
+        pr_on = pr_on & ~rem
+        pr_v = jnp.where(pr_on, pr_v + predator.impulse_velocity(p, pr_xy, target), pr_v)
+        carry = (f_xy, f_v, wall, pr_xy, pr_v, pr_on, touched, survived, c_xy, c_v, c_alive)
+        return carry + (m, b, eligible, caught), None
+
+    init = (
+        state.fish_xy,
+        fish_v,
+        jnp.asarray(False),
+        pred_xy,
+        pred_v,
+        pred_present,
+        jnp.asarray(False),
+        jnp.asarray(False),
+        c_xy0,
+        c_v0,
+        c_alive0,
+        jnp.zeros((kc,), bool),
+        jnp.zeros((kc,), bool),
+        jnp.zeros((kc,), bool),
+        jnp.zeros((), jnp.int32),
+    )
+    ks = jnp.arange(n_sub, dtype=jnp.int32)
+    out, _ = jax.lax.scan(substep, init, (ks, esc_draw))
+    (f_xy, f_v, wall, pr_xy, pr_v, pr_on, touched, survived, c_xy, c_v, c_alive) = out[:11]
+    caught = out[14]
+
+    # prey write-back
+    if n_prey > 0:
+        prey_xy = jnp.where(alive0[:, None], free_xy, state.prey_xy)
+        prey_v = jnp.where(alive0[:, None], free_v, state.prey_velocity)
+        prey_xy = prey_xy.at[idx].set(jnp.where(c_alive0[:, None], c_xy, c_xy0))
+        prey_v = prey_v.at[idx].set(jnp.where(c_alive0[:, None], c_v, c_v0))
+        prey_alive = alive0.at[idx].set(c_alive)
+        prey_xy, prey_v = prey.keep_inside(p, prey_xy, prey_v)
+        prey_angle = jnp.where(alive0, new_pangle, state.prey_angle)
+        prey_gait = jnp.where(alive0, new_gait, state.prey_gait)
+    else:
+        prey_xy, prey_v, prey_alive = state.prey_xy, state.prey_velocity, alive0
+        prey_angle, prey_gait = state.prey_angle, state.prey_gait
+
+    # predator outcome
+    ev_hit = touched
+    ev_survived = survived & ~touched
+    pr_on = pr_on & ~touched
+
+    # fish bookkeeping
+    f_xy = body.bring_in_bounds(p, f_xy)
+    use = body.energy_use(p, d_mm, theta, action)
+    consumed = caught > 0
+    energy = body.update_energy(p, state.energy, use, consumed)
+    salt = arena.salt_concentration(p, state.salt_source_xy, f_xy)
+
+    prey_age = state.prey_age
+    if p.prey_cloud_num > 0 and p.prey_reproduction_mode and n_prey > 0:
+        prey_xy, prey_v, prey_angle, prey_gait, prey_alive, prey_age = prey.reproduce(
+            k_repro,
+            p,
+            f_xy,
+            prey_xy,
+            prey_v,
+            prey_angle,
+            prey_gait,
+            prey_alive,
+            prey_age,
+            state.prey_cloud_xy,
+        )
+
+    comps = {
+        "energy": (-p.reward_energy_use_factor * use).astype(jnp.float32),
+        "consumption": jnp.where(consumed, p.reward_consumption, 0.0).astype(jnp.float32),
+        "salt": (p.reward_salt_factor * salt).astype(jnp.float32),
+        "predator": (
+            jnp.where(ev_hit, p.reward_predator_caught, 0.0)
+            + jnp.where(ev_survived, p.reward_predator_avoidance, 0.0)
+        ).astype(jnp.float32),
+        "wall": jnp.where(wall, p.reward_wall_touch, 0.0).astype(jnp.float32),
+    }
+    new_state = state.replace(
+        fish_xy=f_xy.astype(jnp.float32),
+        fish_angle=fish_angle.astype(jnp.float32),
+        fish_velocity=f_v.astype(jnp.float32),
+        energy=energy,
+        prey_xy=prey_xy.astype(jnp.float32),
+        prey_velocity=prey_v.astype(jnp.float32),
+        prey_angle=prey_angle.astype(jnp.float32),
+        prey_gait=prey_gait.astype(jnp.int32),
+        prey_alive=prey_alive,
+        prey_age=prey_age,
+        predator_present=pr_on,
+        predator_xy=pr_xy.astype(jnp.float32),
+        predator_velocity=jnp.where(pr_on, pr_v, 0.0).astype(jnp.float32),
+        predator_target_xy=target.astype(jnp.float32),
+        predator_touched=jnp.asarray(False),
+        salt=salt,
+        step=state.step + 1,
+    )
+    starved = energy < 0
+    all_eaten = consumed & ~jnp.any(prey_alive)
+    terminated = starved | all_eaten
+    truncated = (new_state.step >= p.max_steps) & ~terminated
+    cause = jnp.where(
+        starved,
+        END_STARVATION,
+        jnp.where(all_eaten, END_PREY_ALL_EATEN, jnp.where(truncated, END_TIME, END_NONE)),
+    ).astype(jnp.int32)
+    events = {
+        "prey_caught": caught.astype(jnp.int32),
+        "predator_hit": ev_hit,
+        "attack_survived": ev_survived,
+        "wall_touch": wall,
+        "end_cause": cause,
+        "bout_distance_mm": d_mm.astype(jnp.float32),
+        "bout_angle_rad": theta.astype(jnp.float32),
+        "energy_use": use,
+        "terminated": terminated,
+        "truncated": truncated,
+    }
+    return new_state, comps, events
+
+
+class Simfish(Environment):
+    """The Simfish environment (see the module docstring).
+
+    Args:
+        params: a :class:`SimfishParams` (default: the ``normal`` preset).
+        sediment: the sediment textures, ``[H, W]`` or ``[K, H, W]`` (photons, 0..60), shared
+            by every environment of a batch; default: a pool of ``num_textures`` periodic
+            textures generated from ``texture_seed`` on first use (see ``arena.py``).
+        num_textures, texture_seed: the default pool.
+    """
+
+    mirror_actions = jnp.asarray(bouts_lib.MIRROR_ACTIONS)
+
+    def __init__(
+        self,
+        params: SimfishParams | None = None,
+        sediment=None,
+        num_textures: int = 4,
+        texture_seed: int = 0,
+    ):
+        if params is None:
+            params = SimfishParams()
+        if not isinstance(params, SimfishParams):
+            raise ValueError(
+                f"Simfish params={type(params).__name__} is invalid; allowed: SimfishParams"
+            )
+        if isinstance(num_textures, bool) or not isinstance(num_textures, int) or num_textures < 1:
+            raise ValueError(f"num_textures={num_textures!r} is invalid; allowed: an int >= 1")
+        self.params = params
+        self._num_textures = num_textures
+        self._texture_seed = int(texture_seed)
+        self._textures = None
+        if sediment is not None:
+            tex = jnp.asarray(sediment)
+            if tex.ndim == 2:
+                tex = tex[None]
+            if tex.ndim != 3:
+                raise ValueError(
+                    f"sediment shape={tuple(tex.shape)} is invalid; allowed: [H, W] or [K, H, W]"
+                )
+            self._textures = tex
+
+    @classmethod
+    def preset(cls, name: str = "normal", **overrides) -> Simfish:
+        """``Simfish(SimfishParams.preset(name, **overrides))``."""
+        return cls(SimfishParams.preset(name, **overrides))
+
+    @property
+    def default_params(self) -> SimfishParams:
+        return self.params
+
+    @property
+    def sediment_textures(self) -> Array:
+        """The shared sediment pool ``[K, H, W]`` (generated on first use)."""
+        if self._textures is None:
+            with jax.ensure_compile_time_eval():
+                self._textures = arena.make_sediment_pool(
+                    jax.random.key(self._texture_seed), self.params, self._num_textures
+                )
+        return self._textures
+
+    # ------------------------------------------------------------------ contract
+    def observation_space(self, params: SimfishParams | None = None) -> Dict:
+        p = params or self.params
+        return Dict(
+            {
+                "visual": Box(0.0, 255.0, (p.obs_grid_size, 3, 2), jnp.float32),
+                "internal": Box(
+                    np.array([0.0, -np.inf, 0.0]), np.array([1.0, 1.0, 1.0]), (3,), jnp.float32
+                ),
+            }
+        )
+
+    def action_space(self, params: SimfishParams | None = None) -> Discrete:
+        return Discrete(bouts_lib.NUM_ACTIONS)
+
+    def reflect_observation(self, observation):
+        """Mirror an observation about the heading axis (the vision's ``reflect_observation``)."""
+        from larvax.envs.simfish import vision
+
+        return vision.reflect_observation(observation)
+
+    def observe(self, key: Array, state: SimfishState, params: SimfishParams | None = None):
+        """The observation dict of a state (shot noise per ``params.eyes_shot_noise``)."""
+        p = params or self.params
+        visual = _observe_visual(p, state, self.sediment_textures, key)
+        return {"visual": visual, "internal": internal_state(p, state)}
+
+    def init_state(self, key: Array, params: SimfishParams | None = None) -> SimfishState:
+        """A fresh episode's state (what :meth:`reset` returns, without the observation)."""
+        p = params or self.params
+        kf, ka, kc, kp, ks, ke, kt = jax.random.split(key, 7)
+        m = int(p.fish_mouth_radius + 40)
+        hi = jnp.array([p.arena_width - m, p.arena_height - m])
+        fish_xy = jax.random.randint(kf, (2,), m, hi).astype(jnp.float32)
+        fish_angle = jax.random.uniform(ka, (), minval=0.0, maxval=2 * jnp.pi)
+        state = make_state(p, fish_xy, fish_angle)
+        if p.prey_cloud_num > 0:
+            clouds = prey.sample_cloud_centres(kc, p)
+        else:
+            clouds = state.prey_cloud_xy
+        if p.prey_num > 0:
+            pxy, pang, pgait = prey.spawn(kp, p, clouds)
+            state = state.replace(
+                prey_xy=pxy,
+                prey_angle=pang.astype(jnp.float32),
+                prey_gait=pgait,
+                prey_alive=jnp.ones((p.prey_num,), bool),
+            )
+        if p.salt_enabled:
+            src = arena.sample_salt_source(ks, p).astype(jnp.float32)
+        else:
+            src = jnp.zeros((2,), jnp.float32)
+        tex = self.sediment_textures
+        handle = arena.sample_sediment_handle(kt, tex.shape[0], tex.shape[1:])
+        return state.replace(
+            prey_cloud_xy=clouds,
+            salt_source_xy=src,
+            salt=arena.salt_concentration(p, src, fish_xy),
+            predator_epoch_starts=predator.epoch_starts(ke, p),
+            sediment=handle,
+        )
+
+    def reset(self, key: Array, params: SimfishParams | None = None):
+        p = params or self.params
+        k_state, k_obs = jax.random.split(key)
+        state = self.init_state(k_state, p)
+        obs = self.observe(k_obs, state, p)
+        info = _zero_info()
+        ts = TimeStep(obs, jnp.zeros((), jnp.float32), jnp.asarray(False), jnp.asarray(False), info)
+        return state, ts
+
+    def step(self, key: Array, state: SimfishState, action: Array, params=None):
+        p = params or self.params
+        k_phys, k_obs = jax.random.split(key)
+        new_state, comps, events = physics_step(p, k_phys, state, action)
+        obs = self.observe(k_obs, new_state, p)
+        reward = sum(comps[c] for c in REWARD_COMPONENTS).astype(jnp.float32)
+        info = {"reward_components": comps, **events}
+        ts = TimeStep(obs, reward, events["terminated"], events["truncated"], info)
+        return new_state, ts
+
+
+def _zero_info() -> dict:
+    z = jnp.zeros((), jnp.float32)
+    f = jnp.asarray(False)
+    return {
+        "reward_components": {c: z for c in REWARD_COMPONENTS},
+        "prey_caught": jnp.zeros((), jnp.int32),
+        "predator_hit": f,
+        "attack_survived": f,
+        "wall_touch": f,
+        "end_cause": jnp.zeros((), jnp.int32),
+        "bout_distance_mm": z,
+        "bout_angle_rad": z,
+        "energy_use": z,
+        "terminated": f,
+        "truncated": f,
+    }
+
+
+__all__ = [
+    "END_CAUSES",
+    "END_NONE",
+    "END_PREY_ALL_EATEN",
+    "END_STARVATION",
+    "END_TIME",
+    "REWARD_COMPONENTS",
+    "Simfish",
+    "SimfishState",
+    "internal_state",
+    "physics_step",
+]
