@@ -44,6 +44,13 @@ def make(name: str, **kwargs):
     return _REGISTRY[name](**kwargs)
 
 
+def to_gymnasium(env, params=None, seed=None):
+    """``env`` as a ``gymnasium.Env``; see :func:`larvax.envs.adapters.to_gymnasium`."""
+    from larvax.envs.adapters import to_gymnasium as _to_gymnasium
+
+    return _to_gymnasium(env, params, seed)
+
+
 def registered_envs() -> list[str]:
     _load_builtin()
     return sorted(_REGISTRY)
@@ -59,4 +66,5 @@ __all__ = [
     "make",
     "register_env",
     "registered_envs",
+    "to_gymnasium",
 ]

@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from larvax.envs.core import Box, Discrete, Environment, TimeStep
 
@@ -176,7 +177,8 @@ class StatelessCartPole(Environment):
         return new, ts
 
     def observation_space(self, params=None):
-        high = self._high(self._p(params))
+        params = self._p(params)
+        high = np.array([params.x_threshold * 2, params.theta_threshold * 2], np.float32)
         return Box(-high, high, (2,), jnp.float32)
 
     def action_space(self, params=None):
