@@ -40,6 +40,7 @@ distrax distribution over ``[B, T]`` actions, value ``[B, T]``). A shared torso
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -57,7 +58,7 @@ from larvax.agents.losses import (
     generalized_advantages,
     normalize_advantages,
 )
-from larvax.envs.core import Box, Discrete
+from larvax.envs.core import Box, Dict, Discrete
 
 Array = jax.Array
 PyTree = Any
@@ -614,27 +615,36 @@ class PPOAgent:
 # ----------------------------------------------------------------------------- factory
 
 
+def _space_shape(space) -> Any:
+    if isinstance(space, Dict):
+        return {k: _space_shape(v) for k, v in space.spaces.items()}
+    if isinstance(space, (Box, Discrete)):
+        return list(space.shape)
+    raise ValueError(f"observation space {type(space).__name__} has no shape")
+
+
 def _space_kwargs(env, env_params) -> dict:
-    """Network kwargs filled from the environment's spaces."""
-    obs_space = env.observation_space(env_params)
+    """Network kwargs filled from the environment's spaces.
+
+    ``obs_shape`` (a shape list, or a dict of them for a Dict observation space) and
+    ``num_actions`` (Discrete) or ``action_dim`` (Box, flattened size).
+    """
     act_space = env.action_space(env_params)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"obs_shape": _space_shape(env.observation_space(env_params))}
     if isinstance(act_space, Discrete):
         kwargs["num_actions"] = int(act_space.n)
     else:
         kwargs["action_dim"] = int(np.prod(act_space.shape))
-    if isinstance(obs_space, Box):
-        kwargs["obs_shape"] = tuple(obs_space.shape)
-        kwargs["obs_dim"] = int(np.prod(obs_space.shape)) if obs_space.shape else 1
     return kwargs
 
 
 def build_network(env, env_params, network: dict | nnx.Module) -> nnx.Module:
     """The actor-critic network: an nnx module as is, or ``{"name": ..., **kwargs}``.
 
-    A dict goes to ``larvax.networks.registry.create(name, seed=..., **kwargs)`` with
-    ``num_actions`` (or ``action_dim``) and the observation shape filled from the spaces
-    where the registry entry accepts them and the dict does not set them.
+    A dict goes to ``larvax.networks.registry.create(name, seed=..., **kwargs)``
+    (``seed`` defaults to 0). ``obs_shape`` and ``num_actions`` / ``action_dim`` are filled
+    from the environment's spaces when the model's constructor takes them and the dict
+    sets neither them nor ``obs_dim``.
     """
     if isinstance(network, nnx.Module):
         return network
@@ -648,17 +658,17 @@ def build_network(env, env_params, network: dict | nnx.Module) -> nnx.Module:
     kwargs = dict(network)
     name = kwargs.pop("name")
     seed = kwargs.pop("seed", 0)
-    for k, v in _space_kwargs(env, env_params).items():
-        kwargs.setdefault(k, v)
-    return registry.create(name, seed=seed, **_accepted(registry, name, kwargs, network))
-
-
-def _accepted(registry, name: str, kwargs: dict, given: dict) -> dict:
-    """Drop space-derived kwargs the registry entry does not take (user kwargs are kept)."""
-    accepts = getattr(registry, "accepts", None)
-    if accepts is None:
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in given or accepts(name, k)}
+    accepted = inspect.signature(registry.get_class(name).__init__).parameters
+    filled = _space_kwargs(env, env_params)
+    if "obs_dim" in kwargs:
+        filled.pop("obs_shape")
+    if "num_actions" in kwargs or "action_dim" in kwargs:
+        filled.pop("num_actions", None)
+        filled.pop("action_dim", None)
+    for k, v in filled.items():
+        if k in accepted:
+            kwargs.setdefault(k, v)
+    return registry.create(name, seed=seed, **kwargs)
 
 
 def make_agent(env, env_params, network: dict | nnx.Module, config: dict | PPOConfig | None):
