@@ -16,7 +16,7 @@ import pytest
 
 from larvax.envs import make
 from larvax.envs.memory import VARIANTS, CountRecall, RepeatPrevious, StatelessCartPole
-from larvax.envs.wrappers import AutoReset
+from larvax.envs.wrappers import AutoReset, EpisodeStatistics
 
 CARD_NAMES = [n for n in VARIANTS if "CartPole" not in n]
 CARTPOLE_NAMES = [n for n in VARIANTS if "CartPole" in n]
@@ -367,6 +367,40 @@ def test_autoreset_episode_boundaries():
             ends.append(t)
             assert int(state.t) == 0  # the new episode's state
     assert ends == [51, 102]
+
+
+def test_vmapped_statistics_under_autoreset(envs):
+    """EpisodeStatistics(AutoReset(task)) vmapped and scanned: every episode has popgym's
+    length and the random policy's expected return."""
+    env, params, _ = envs["RepeatPreviousEasy"]
+    wrapped = EpisodeStatistics(AutoReset(env))
+    n, steps = 64, 3 * 51
+    state, _ = jax.vmap(wrapped.reset, (0, None))(jax.random.split(jax.random.key(0), n), params)
+
+    def body(state, key):
+        ka, ks = jax.random.split(key)
+        actions = jax.random.randint(ka, (n,), 0, 4)
+        state, ts = jax.vmap(wrapped.step, (0, 0, 0, None))(
+            jax.random.split(ks, n), state, actions, params
+        )
+        return state, (
+            ts.info["episode_done"],
+            ts.info["episode_return"],
+            ts.info["episode_length"],
+        )
+
+    _, (done, ret, length) = jax.jit(
+        lambda s: jax.lax.scan(body, s, jax.random.split(jax.random.key(1), steps))
+    )(state)
+    done, ret, length = np.asarray(done), np.asarray(ret), np.asarray(length)
+    assert done.sum() == 3 * n
+    np.testing.assert_array_equal(np.flatnonzero(done.any(axis=1)), [50, 101, 152])
+    np.testing.assert_array_equal(length[done], 51)
+    # 48 rewarded steps (t = 4..51) of +-1/48 with p(correct) = 1/4: mean -0.5,
+    # sd = sqrt(48 * (1 - (1/4 - 3/4)^2)) / 48 = 0.125 per episode
+    sd = np.sqrt(48 * 0.75) / 48
+    assert ret[done].mean() == pytest.approx(-0.5, abs=4 * sd / np.sqrt(3 * n))
+    assert np.all(np.abs(ret[done]) <= 1.0)
 
 
 def test_bad_arguments_raise():

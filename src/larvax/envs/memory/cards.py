@@ -317,7 +317,8 @@ class CountRecall(Environment):
     Reward at step ``t``: ``+1/(N-1)`` if ``action`` equals the number of value cards
     among ``values[0..t-1]`` in the category of ``queries[t-1]`` (the query shown before
     the step), else ``-1/(N-1)``. Terminated at ``t = N - 1``.
-    Easy: 1 deck, colors; Medium: 2 decks, suits; Hard: 4 decks, ranks.
+    Easy: 1 deck, colors; Medium: 2 decks, suits; Hard: 4 decks, ranks. (popgym's
+    ``error_clamp`` argument is unused by its reward in 1.0.7 and is not ported.)
     """
 
     def __init__(self, num_decks: int = 1, deck_type: str = "colors"):
