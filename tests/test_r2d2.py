@@ -1,0 +1,405 @@
+"""R2D2: config validation, targets, loss, burn-in, stored states, mirroring, target copies,
+episode boundaries, determinism. Tiny shapes; one compiled ``train`` shared by the module."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import rlax
+from flax import nnx
+from r2d2_toys import CueEnv, tiny_net
+
+from larvax.agents.r2d2 import (
+    R2D2Config,
+    actor_epsilons,
+    decompress_observation,
+    make_agent,
+    mirror_batch,
+    n_step_targets,
+    r2d2_loss,
+)
+
+CFG = dict(burn_in=2, trace_length=5, period=4, n_step=2, batch_size=2, num_envs=4,
+           replay_capacity=32, min_replay_size=16, target_update_period=3,
+           learning_rate=1e-2, discount=0.9)
+UPDATES = 4  # one compiled train(state, 4) serves every test
+
+
+def _copy(tree):
+    return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
+
+
+def _h(x, eps=1e-3):
+    return np.sign(x) * (np.sqrt(np.abs(x) + 1) - 1) + eps * x
+
+
+def _h_inv(x, eps=1e-3):
+    return np.sign(x) * (((np.sqrt(1 + 4 * eps * (np.abs(x) + 1 + eps)) - 1) / (2 * eps)) ** 2
+                         - 1)
+
+
+@pytest.fixture(scope="module")
+def agent():
+    return make_agent(CueEnv(delay=3), None, tiny_net(), CFG)
+
+
+@pytest.fixture(scope="module")
+def acted(agent):
+    """After 4 updates (16 steps per actor): acting only, 3 items per actor complete."""
+    state = agent.init(jax.random.key(0))
+    state, metrics = agent.train(state, UPDATES)
+    return state, metrics
+
+
+@pytest.fixture(scope="module")
+def learned(agent, acted):
+    """4 more updates; learning starts once 16 items are complete (update 5)."""
+    state, metrics = agent.train(_copy(acted[0]), UPDATES)
+    return state, metrics
+
+
+@pytest.fixture(scope="module")
+def learner_step(agent):
+    return jax.jit(agent.learner_step)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("override, field", [
+    (dict(batch_size=32, min_replay_size=16), "batch_size"),
+    (dict(replay_capacity=30), "replay_capacity"),
+    (dict(replay_capacity=4), "replay_capacity"),
+    (dict(min_replay_size=29), "min_replay_size"),
+    (dict(samples_per_insert=0.75), "samples_per_insert"),
+    (dict(n_step=6), "n_step"),
+    (dict(discount=1.5), "discount"),
+    (dict(mirror="maybe"), "mirror"),
+    (dict(mirror_update="both"), "mirror_update"),
+    (dict(burn_in=-1), "burn_in"),
+    (dict(batch_size=2.0), "batch_size"),
+])
+def test_config_errors_name_field_value_and_allowed(override, field):
+    with pytest.raises(ValueError, match=rf"R2D2Config\.{field}=.*allowed"):
+        R2D2Config(**{**CFG, **override})
+
+
+def test_config_unknown_field_and_derived_sizes():
+    with pytest.raises(ValueError, match="unknown field.*'batchsize'"):
+        R2D2Config.from_dict({"batchsize": 3})
+    c = R2D2Config()  # simfish_rl defaults
+    assert (c.burn_in, c.trace_length, c.period, c.n_step, c.batch_size) == (8, 75, 20, 5, 32)
+    assert c.sequence_length == 84
+    assert c.learner_steps_per_update == 2  # 1 sample/insert * 64 inserted / 32 per batch
+    c = R2D2Config(**CFG)
+    assert c.learner_steps_per_update == 2 and c.max_valid_items == 4 * 7
+
+
+def test_mirror_true_without_mirror_map_is_an_error():
+    class NoMirror(CueEnv):
+        mirror_actions = None
+
+    with pytest.raises(ValueError, match="mirror"):
+        make_agent(NoMirror(), None, tiny_net(), {**CFG, "mirror": True})
+
+
+def test_actor_epsilons_log_spaced():
+    eps = actor_epsilons(3, 0.1, 0.001)
+    np.testing.assert_allclose(eps, [0.1, 0.01, 0.001], rtol=1e-6)
+    assert actor_epsilons(1, 0.1, 0.001).tolist() == pytest.approx([0.1])
+
+
+# ----------------------------------------------------------------------------- targets, loss
+
+
+def test_n_step_targets_by_hand():
+    g, v = 0.5, np.array([10.0, 20.0, 30.0, 40.0, 50.0, 60.0], np.float32)
+    r = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], np.float32)
+    # steps 0..5 (T = 5 targets); step 2 -> 3 terminates, step 3 is the final observation
+    d = np.array([1, 1, 0, 1, 1, 1], np.float32)
+    has = np.array([1, 1, 1, 0, 1, 1], bool)
+    out = np.asarray(n_step_targets(*(jnp.asarray(x)[None] for x in (r, d, has, v)), 3, g))[0]
+    expected = [
+        1 + g * 2 + g**2 * 3 + 0.0,  # window reaches the final obs after a terminal step
+        2 + g * 3 + 0.0,  # stops at the final observation: no bootstrap (terminated)
+        3 + 0.0,  # 1-step, terminal
+        np.nan,  # final observation: no target
+        5 + g * v[5],  # sequence end after one step
+    ]
+    np.testing.assert_allclose(out[[0, 1, 2, 4]], np.array(expected)[[0, 1, 2, 4]], rtol=1e-6)
+    # truncation instead of termination: bootstrap from the final observation's value
+    d_tr = np.ones(6, np.float32)
+    out = np.asarray(n_step_targets(*(jnp.asarray(x)[None] for x in (r, d_tr, has, v)), 3,
+                                    g))[0]
+    np.testing.assert_allclose(out[:3], [1 + g * 2 + g**2 * 3 + g**3 * v[3],
+                                         2 + g * 3 + g**2 * v[3], 3 + g * v[3]], rtol=1e-6)
+    # an ordinary window of n = 3
+    has_all = np.ones(6, bool)
+    out = np.asarray(n_step_targets(*(jnp.asarray(x)[None] for x in (r, d_tr, has_all, v)), 3,
+                                    g))[0]
+    np.testing.assert_allclose(out[0], 1 + g * 2 + g**2 * 3 + g**3 * v[3], rtol=1e-6)
+    np.testing.assert_allclose(out[3], 4 + g * 5 + g**2 * v[5], rtol=1e-6)
+
+
+class ObsQ(nnx.Module):
+    """Q-values read from the observation plus a bias parameter (for hand-computed losses)."""
+
+    def __init__(self, bias):
+        self.b = nnx.Param(jnp.asarray(bias, jnp.float32))
+
+    def initialize_carry(self, batch_shape):
+        return jnp.zeros(tuple(batch_shape) + (1,))
+
+    def __call__(self, obs, prev_action, prev_reward, starts, carry):
+        return carry, obs["q"] + self.b[...]
+
+
+def test_loss_with_rescaled_double_q_targets_by_hand():
+    net = ObsQ([0.0, 0.0])
+    graphdef, params, rest = nnx.split(net, nnx.Param, ...)
+    target = jax.tree.map(lambda p: p + jnp.array([1.0, -2.0]), params)
+    q = np.array([[9.0, 9.0], [1, 2], [3, 0], [2.5, 4], [2, 1]], np.float32)  # burn-in + 4
+    batch = dict(
+        observation={"q": jnp.asarray(q)[None]},
+        prev_action=jnp.zeros((1, 5), jnp.int32), prev_reward=jnp.zeros((1, 5)),
+        start=jnp.zeros((1, 5), bool),
+        action=jnp.array([[0, 0, 1, 0, 0]], jnp.int32),
+        reward=jnp.array([[0.0, 3.0, 0.0, 2.0, 5.0]]),
+        discount=jnp.ones((1, 5)),  # step 2 is truncated: step 3 is its final observation
+        has_action=jnp.array([[True, True, True, False, True]]),
+    )
+    gamma = 0.5
+    loss, out = r2d2_loss(params, target, rest, graphdef, batch, jnp.zeros((1, 1)),
+                          jnp.ones((1,)), burn_in=1, n_step=2, discount=gamma,
+                          value_rescale_eps=1e-3)
+    # online argmax at step 3 (final obs) is action 1 -> target q = 4 - 2 = 2 (double Q;
+    # the target's own max would be 2.5 + 1 = 3.5)
+    v3 = _h_inv(2.0)
+    g0 = 3.0 + gamma * 0.0 + gamma**2 * v3
+    g1 = 0.0 + gamma * v3
+    td = np.array([1.0 - _h(g0), 0.0 - _h(g1)])  # Q(o0, a=0) = 1, Q(o1, a=1) = 0
+    # float32 h^-1 loses ~1e-5 relative precision (cancellation in sqrt(1 + 4 eps x) - 1)
+    np.testing.assert_allclose(float(loss), 0.5 * np.mean(td**2), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(out.abs_td)[0, :2], np.abs(td), rtol=1e-4, atol=1e-5)
+    assert np.asarray(out.mask)[0].tolist() == [True, True, False]  # T = 3 targets
+    # rlax's h and h^-1 are the ones written above
+    np.testing.assert_allclose(float(rlax.signed_hyperbolic(3.0, 1e-3)), _h(3.0), rtol=1e-6)
+    np.testing.assert_allclose(float(rlax.signed_parabolic(_h(7.0), 1e-3)), 7.0, rtol=1e-4)
+
+
+def test_burn_in_steps_receive_no_gradient(agent, acted):
+    state = acted[0]
+    sample, batch, w = agent.learner_batch(state, jax.random.key(1))
+    carry = sample.extras["carry"]
+
+    def loss_of(vis, carry):
+        b = dict(batch)
+        b["observation"] = dict(batch["observation"], visual=vis)
+        return agent._loss(state.params, state.target_params, state.rest, b, carry, w)[0]
+
+    g_obs, g_carry = jax.grad(loss_of, argnums=(0, 1))(batch["observation"]["visual"], carry)
+    g_obs = np.asarray(g_obs)
+    bi = agent.config.burn_in
+    assert np.all(g_obs[:, :bi] == 0.0)
+    assert np.all(g_obs[:, -1] == 0.0)  # the last step only bootstraps (stop-gradient)
+    assert np.abs(g_obs[:, bi:-1]).sum() > 0.0
+    assert all(np.all(np.asarray(x) == 0.0) for x in jax.tree.leaves(g_carry))
+    # and the parameter gradient is not zero
+    g_p = jax.grad(lambda p: agent._loss(p, state.target_params, state.rest, batch, carry,
+                                         w)[0])(state.params)
+    assert sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g_p)) > 0.0
+
+
+# ----------------------------------------------------------------------------- stored stream
+
+
+def test_stored_states_are_the_actor_states(agent, acted):
+    """carry of item k+1 = the network run from the stored carry of item k over item k's first
+    ``period`` stored steps (no learning yet, so the acting parameters are state.params). The
+    same holds for the mirrored stream and its stored mirrored carry (exact, not reused)."""
+    state, metrics = acted
+    assert np.all(np.isnan(np.asarray(metrics["loss"])))  # no learning in the first 4 updates
+    rp, p = state.replay, agent.config.period
+    steps = jax.tree.map(lambda x: x, rp.steps)
+    steps = dict(steps, observation=decompress_observation(steps["observation"]))
+    msteps = mirror_batch(steps, agent.env.reflect_observation, agent.mirror_actions)
+    for k in range(3):
+        for stream, key in ((steps, "carry"), (msteps, "carry_mirror")):
+            chunk = jax.tree.map(lambda x: x[:, k * p:(k + 1) * p], stream)
+            c0 = jax.tree.map(lambda x: x[:, k], rp.extras[key])
+            c1, _ = agent.apply(state.params, state.rest, chunk["observation"],
+                                chunk["prev_action"], chunk["prev_reward"], chunk["start"], c0)
+            for a, b in zip(jax.tree.leaves(c1), jax.tree.leaves(rp.extras[key]), strict=True):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b[:, k + 1]), atol=1e-5)
+    # the mirrored state differs from the unmirrored one (so reusing it would be wrong)
+    diff = sum(float(jnp.abs(a - b).sum()) for a, b in zip(
+        jax.tree.leaves(rp.extras["carry"]), jax.tree.leaves(rp.extras["carry_mirror"]),
+        strict=True))
+    assert diff > 1e-3
+    # the learner starts from the stored state of the sampled items
+    sample, _, _ = agent.learner_batch(state, jax.random.key(3))
+    for a, b in zip(jax.tree.leaves(sample.extras["carry"]), jax.tree.leaves(rp.extras["carry"]),
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(a),
+                                      np.asarray(b[sample.env_index, sample.slot]))
+
+
+def test_stream_episode_boundaries_and_compact_observations(agent, acted):
+    """CueEnv episodes: 4 actions then the final observation (no action), then a start."""
+    rp = acted[0].replay
+    s = jax.tree.map(np.asarray, rp.steps)
+    assert s["observation"]["visual"].dtype == np.uint8
+    assert set(np.unique(s["observation"]["visual"])) <= {0, 200}  # exact photon counts
+    has, start = s["has_action"][:, :16], s["start"][:, :16]
+    t = np.arange(16)
+    np.testing.assert_array_equal(has, np.broadcast_to(t % 5 != 4, has.shape))
+    np.testing.assert_array_equal(start, np.broadcast_to(t % 5 == 0, has.shape))
+    assert np.all(s["prev_action"][:, :16][start] == -1)
+    assert np.all(s["prev_reward"][:, :16][start] == 0.0)
+    assert np.all(s["reward"][:, :16][~has] == 0.0)
+    # the answer step (t = 3) terminates: discount 0; all other steps 1
+    ans = t % 5 == 3
+    np.testing.assert_array_equal(s["discount"][:, :16] == 0.0, np.broadcast_to(ans, has.shape))
+    assert set(np.unique(s["reward"][:, :16][:, ans])) <= {-1.0, 1.0}
+    # a cue is shown exactly on start steps
+    assert np.all((s["observation"]["visual"][:, :16].sum(-1) > 0) == start)
+
+
+def test_sequences_cross_episode_starts_with_a_reset_carry(agent, acted):
+    """A replayed sequence spanning a start gives, after the start, exactly what a fresh
+    sequence from the zero state gives."""
+    state = acted[0]
+    st = jax.tree.map(lambda x: x[:1, 0:8], state.replay.steps)  # steps 0..7, start at 5
+    st = dict(st, observation=decompress_observation(st["observation"]))
+    c0 = jax.tree.map(lambda x: x[:1, 0], state.replay.extras["carry"])
+    args = (st["observation"], st["prev_action"], st["prev_reward"], st["start"])
+    _, q_full = agent.apply(state.params, state.rest, *args, c0)
+    tail = jax.tree.map(lambda x: x[:, 5:], args)
+    _, q_tail = agent.apply(state.params, state.rest, *tail, agent.initialize_carry(1))
+    assert bool(st["start"][0, 5])
+    np.testing.assert_allclose(np.asarray(q_full[:, 5:]), np.asarray(q_tail), atol=1e-6)
+
+
+def test_mirror_batch_is_the_exact_mirror():
+    env = CueEnv()
+    obs = {"visual": jnp.array([[[200.0, 0.0], [0.0, 7.0]]]),
+           "internal": jnp.array([[[0.1], [0.2]]])}
+    batch = dict(observation=obs, action=jnp.array([[0, 1]]), prev_action=jnp.array([[-1, 2]]),
+                 reward=jnp.array([[1.0, -1.0]]), start=jnp.array([[True, False]]))
+    m = mirror_batch(batch, env.reflect_observation, jnp.asarray(env.mirror_actions))
+    np.testing.assert_array_equal(np.asarray(m["observation"]["visual"]),
+                                  [[[0.0, 200.0], [7.0, 0.0]]])
+    np.testing.assert_array_equal(np.asarray(m["observation"]["internal"]),
+                                  np.asarray(obs["internal"]))
+    assert np.asarray(m["action"]).tolist() == [[1, 0]]
+    assert np.asarray(m["prev_action"]).tolist() == [[-1, 2]]
+    np.testing.assert_array_equal(np.asarray(m["reward"]), [[1.0, -1.0]])
+    np.testing.assert_array_equal(np.asarray(m["start"]), [[True, False]])
+    mm = mirror_batch(m, env.reflect_observation, jnp.asarray(env.mirror_actions))
+    for a, b in zip(jax.tree.leaves(mm), jax.tree.leaves(batch), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+# ----------------------------------------------------------------------------- learning
+
+
+def test_learning_metrics_and_samples_per_insert(agent, learned):
+    state, m = learned
+    loss = np.asarray(m["loss"])
+    # 16 items are complete after update 5 (first of this call): learning in all 4 updates
+    assert np.all(np.isfinite(loss))
+    np.testing.assert_array_equal(np.asarray(m["learner_steps"]), [2, 4, 6, 8])
+    np.testing.assert_array_equal(np.asarray(m["env_steps"]), [80, 96, 112, 128])
+    assert int(state.learner_steps) == 8 and int(state.updates) == 8
+    # episodes of 4 actions + 1 final-observation tick end at ticks 18, 23, 28 of 16..31
+    np.testing.assert_array_equal(np.asarray(m["episodes"]), [4, 4, 0, 4])
+    assert np.isnan(np.asarray(m["episode_return"])[2])  # no episode ended in update 7
+    np.testing.assert_allclose(np.nanmean(np.asarray(m["episode_length"])), 4.0)
+    r = np.asarray(m["episode_return"])
+    assert np.all((np.isnan(r)) | ((r >= -1) & (r <= 1)))
+    pc = np.asarray(m["prey_caught"])  # correct answers per episode = (return + 1) / 2
+    ok = ~np.isnan(r)
+    np.testing.assert_allclose(pc[ok], (r[ok] + 1) / 2, atol=1e-6)
+    assert np.all(np.asarray(m["td_abs"]) > 0)
+    pm, px = np.asarray(m["priority_mean"]), np.asarray(m["priority_max"])
+    assert np.all(px >= pm)
+    np.testing.assert_allclose(np.asarray(m["epsilon"]), np.mean(actor_epsilons(4, 0.1, 0.001)),
+                               rtol=1e-6)
+    # sampled items got new priorities (not the initial 1.0 anywhere sampled)
+    assert float(state.replay.max_priority) >= float(np.max(px)) - 1e-6
+
+
+def test_target_network_changes_only_every_n_learner_steps(agent, learned, learner_step):
+    state = _copy(learned[0])
+    n = agent.config.target_update_period
+    assert int(state.learner_steps) == 8
+    changed = []
+    for i in range(1, 7):
+        before = state.target_params
+        state, _ = learner_step(state, jax.random.key(i))
+        same = all(bool(jnp.array_equal(a, b)) for a, b in zip(
+            jax.tree.leaves(before), jax.tree.leaves(state.target_params), strict=True))
+        equal_online = all(bool(jnp.array_equal(a, b)) for a, b in zip(
+            jax.tree.leaves(state.params), jax.tree.leaves(state.target_params), strict=True))
+        changed.append(not same)
+        assert equal_online == (int(state.learner_steps) % n == 0)
+    # learner steps 9..14: copies at 9 and 12
+    assert changed == [True, False, False, True, False, False]
+
+
+def test_learner_step_updates_sampled_priorities(agent, learned, learner_step):
+    state = _copy(learned[0])
+    new, _ = learner_step(state, jax.random.key(5))
+    sample, _, _ = agent.learner_batch(state, jax.random.split(jax.random.key(5))[0])
+    pr_old, pr_new = np.asarray(state.replay.priorities), np.asarray(new.replay.priorities)
+    changed = pr_old != pr_new
+    sampled = np.zeros_like(changed)
+    sampled[np.asarray(sample.env_index), np.asarray(sample.slot)] = True
+    assert np.all(changed <= sampled)  # only sampled items change
+    assert changed.any()
+
+
+def test_same_seed_gives_identical_metrics(agent, acted):
+    s2, m2 = agent.train(agent.init(jax.random.key(0)), UPDATES)
+    for k, v in acted[1].items():
+        np.testing.assert_array_equal(np.asarray(v), np.asarray(m2[k]), err_msg=k)
+    for a, b in zip(jax.tree.leaves(acted[0].replay), jax.tree.leaves(s2.replay), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    _, m3 = agent.train(agent.init(jax.random.key(1)), UPDATES)
+    assert not np.array_equal(np.asarray(m3["episode_return"]),
+                              np.asarray(acted[1]["episode_return"]), equal_nan=True) or \
+        not np.array_equal(np.asarray(m3["prey_caught"]), np.asarray(acted[1]["prey_caught"]),
+                           equal_nan=True)
+
+
+def test_act_is_greedy_on_the_online_network(agent, learned):
+    state = learned[0]
+    env = agent.env
+    _, ts = jax.vmap(env.reset)(jax.random.split(jax.random.key(9), 3))
+    carry, a = agent.act(state, ts.observation, None, jax.random.key(0))
+    _, q = agent.apply(state.params, state.rest, jax.tree.map(lambda x: x[:, None],
+                                                              ts.observation),
+                       -jnp.ones((3, 1), jnp.int32), jnp.zeros((3, 1)), jnp.ones((3, 1), bool),
+                       agent.initialize_carry(3))
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(jnp.argmax(q[:, 0], -1)))
+    assert np.asarray(carry.prev_action).tolist() == np.asarray(a).tolist()
+    assert not np.asarray(carry.start).any()
+
+
+def test_sequential_mirror_update_and_reused_carry_run(acted):
+    """The simfish_rl variant: two Adam steps (batch and mirror in random order), mirrored
+    batch from the unmirrored state; it changes the parameters and gives finite metrics."""
+    ag = make_agent(CueEnv(delay=3), None, tiny_net(),
+                    {**CFG, "mirror_update": "sequential", "mirror_carry": "reuse"})
+    assert "carry_mirror" not in ag._replay_examples()[1]
+    state = acted[0]
+    st = ag.init(jax.random.key(0))
+    st = st._replace(replay=state.replay._replace(extras={"carry": state.replay.extras["carry"]}),
+                     params=state.params, target_params=state.target_params)
+    new, m = jax.jit(ag.learner_step)(st, jax.random.key(2))
+    assert np.isfinite(float(m["loss"])) and int(new.learner_steps) == 1
+    moved = sum(float(jnp.abs(a - b).sum()) for a, b in zip(
+        jax.tree.leaves(new.params), jax.tree.leaves(st.params), strict=True))
+    assert moved > 0
