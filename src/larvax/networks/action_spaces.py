@@ -18,9 +18,9 @@ log N(f^-1(y)) - log|det J(f^-1(y))|``.
 **Entropy of a squashed policy.** The entropy of ``Y = f(X)`` is
 ``H(Y) = H(X) + E_X[log|det J(X)|]`` (change of variables). ``SquashedPolicy.entropy()``
 returns this with the expectation computed deterministically (so it can be used in a
-loss without a key): by Gauss-Hermite quadrature (32 nodes per component) for
-component-wise bijectors (``Box``), and with a fixed set of 256 antithetic standard
-normal points (common random numbers) for ``MaxNorm``. ``entropy(seed=key,
+loss without a key): by Gauss-Hermite quadrature, 32 nodes per component for
+component-wise bijectors (``Box``) and a tensor-product rule of at most 1024 points
+for ``MaxNorm`` (action dimension <= 5; above that 512 fixed antithetic normal points). ``entropy(seed=key,
 num_samples=n)`` gives a fresh Monte Carlo estimate instead.
 """
 
@@ -61,14 +61,28 @@ class ActionSpace(distrax.Bijector):
     def expected_log_det(self, mean: Array, std: Array) -> Array:
         """``E_{x ~ N(mean, diag(std^2))}[log|det J(x)|]``, shape ``mean.shape[:-1]``.
 
-        Default: the average over 256 fixed antithetic standard-normal points.
+        Default: a tensor-product Gauss-Hermite rule with ``n`` nodes per component,
+        ``n = min(32, floor(1024 ** (1/d)))`` (at most 1024 points); for ``d >= 6``
+        (``n < 4``) the average over 512 fixed antithetic standard-normal points.
         """
         d = mean.shape[-1]
-        eps = np.random.default_rng(0).standard_normal((128, d)).astype(np.float32)
-        eps = jnp.asarray(np.concatenate([eps, -eps], axis=0))  # [K, d]
-        x = mean[None] + std[None] * eps.reshape((eps.shape[0],) + (1,) * (mean.ndim - 1) + (d,))
-        _, log_det = self.forward_and_log_det(x)
-        return jnp.mean(log_det, axis=0)
+        n = min(32, int(math.floor(1024 ** (1.0 / d) + 1e-9)))
+        if n >= 4:
+            t, w = np.polynomial.hermite.hermgauss(n)
+            grids = np.meshgrid(*([t] * d), indexing="ij")
+            eps = math.sqrt(2.0) * np.stack([g.reshape(-1) for g in grids], axis=-1)
+            weights = np.ones(n**d)
+            for wg in np.meshgrid(*([w / math.sqrt(math.pi)] * d), indexing="ij"):
+                weights = weights * wg.reshape(-1)
+        else:
+            half = np.random.default_rng(0).standard_normal((256, d))
+            eps = np.concatenate([half, -half], axis=0)
+            weights = np.full(eps.shape[0], 1.0 / eps.shape[0])
+        k = eps.shape[0]
+        eps = jnp.asarray(eps, mean.dtype).reshape((k,) + (1,) * (mean.ndim - 1) + (d,))
+        weights = jnp.asarray(weights, mean.dtype).reshape((k,) + (1,) * (mean.ndim - 1))
+        _, log_det = self.forward_and_log_det(mean[None] + std[None] * eps)
+        return jnp.sum(weights * log_det, axis=0)
 
 
 class Free(ActionSpace):

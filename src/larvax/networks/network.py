@@ -62,8 +62,10 @@ def make_torso(
     """Build the sequence model ``name`` (one of ``TORSOS``) ``[B, T, in] -> [B, T, hidden]``.
 
     ``"mlp"`` is one activated Linear layer per step wrapped with an empty carry
-    (``activation`` and the orthogonal-init gain ``scale`` apply to it only); the others
-    are ``larvax.networks.sequence.<Class>(in_features, hidden_size, rngs=rngs, **kwargs)``.
+    (``activation`` and the orthogonal-init gain ``scale`` apply to it only);
+    ``"attention"`` is ``Linear(in_features, hidden_size)`` followed by
+    ``SelfAttention(hidden_size, num_heads=4, cache_size=32, **kwargs)``; the others are
+    ``larvax.networks.sequence.<Class>(in_features, hidden_size, rngs=rngs, **kwargs)``.
     """
     if name not in TORSOS:
         raise ValueError(f"torso={name!r} is unknown; allowed: {', '.join(TORSOS)}")
@@ -78,6 +80,17 @@ def make_torso(
             in_features, [hidden_size], activation, activate_final=True, scale=scale, rngs=rngs
         )
         return sequence.SequenceModelWrapper(mlp, out_features=hidden_size)
+    if name == "attention":
+        cls = getattr(sequence, "SelfAttention", None)
+        if cls is None:
+            raise ValueError("torso='attention' needs larvax.networks.sequence.SelfAttention")
+        options = {"num_heads": 4, "cache_size": 32, **kwargs}
+        proj = nnx.Linear(in_features, hidden_size, rngs=rngs)
+        try:
+            attention = cls(hidden_size, rngs=rngs, **options)
+        except TypeError as err:
+            raise ValueError(f"torso='attention': bad torso_kwargs {kwargs!r} ({err})") from err
+        return Projected(proj, attention)
     cls = getattr(sequence, TORSOS[name], None)
     if cls is None:
         raise ValueError(
@@ -136,6 +149,22 @@ class StepMixin:
         st = None if start is None else add_time_axis(start)
         carry, out = self(obs, pa, pr, st, carry)
         return carry, remove_time_axis(out)
+
+
+class Projected(nnx.Module):
+    """A per-step projection followed by a sequence model: ``seq(proj(x), starts, carry)``."""
+
+    def __init__(self, projection: nnx.Module, sequence_model: nnx.Module):
+        self.projection = projection
+        self.sequence_model = sequence_model
+        self.in_features = getattr(projection, "in_features", None)
+        self.out_features = _torso_out_features(sequence_model)
+
+    def initialize_carry(self, batch_shape: Sequence[int]) -> PyTree:
+        return self.sequence_model.initialize_carry(tuple(batch_shape))
+
+    def __call__(self, x: Array, starts: Array, carry=None):
+        return self.sequence_model(self.projection(x), starts, carry)
 
 
 class Network(StepMixin, nnx.Module):
@@ -197,6 +226,7 @@ __all__ = [
     "TORSOS",
     "ActorCriticHead",
     "Network",
+    "Projected",
     "StepMixin",
     "add_time_axis",
     "make_torso",
