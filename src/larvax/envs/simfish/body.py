@@ -52,8 +52,8 @@ def start_bout(
     params: SimfishParams, angle: Array, velocity: Array, distance_mm: Array, angle_rad: Array
 ) -> tuple[Array, Array]:
     """Turn by ``angle_rad`` then kick along the new heading; returns (angle, velocity [2])."""
-    new_angle = angle + angle_rad
-    dv = bout_velocity(params, distance_mm)
+    new_angle = angle + jnp.asarray(angle_rad, jnp.float32)
+    dv = bout_velocity(params, jnp.asarray(distance_mm, jnp.float32))
     heading = jnp.stack([jnp.cos(new_angle), jnp.sin(new_angle)], -1)
     return new_angle, velocity + dv[..., None] * heading
 

@@ -173,7 +173,7 @@ def physics_step(
 
     def substep(carry, xs):
         (f_xy, f_v, wall, pr_xy, pr_v, pr_on, touched, survived, c_xy, c_v, c_alive) = carry[:11]
-        (c_mouth, c_body, eligible, caught) = carry[11:]
+        (c_mouth, c_body, eligible, caught, n_jumps) = carry[11:]
         k, esc = xs
         # integrate positions (pymunk: before collisions and damping)
         f_xy = f_xy + f_v * dt
@@ -191,8 +191,9 @@ def physics_step(
         survived = survived | (pw & ~touched)
         pr_on = pr_on & ~pw
         # prey - fish (begin callbacks fire on new contacts only)
-        m = c_alive & prey.mouth_contact(p, f_xy, c_xy)
-        b = c_alive & prey.body_contact(p, f_xy, fish_angle, c_xy)
+        (m, n_m), (h, n_h), (t, n_t) = prey.fish_contacts(p, f_xy, fish_angle, c_xy, p.prey_radius)
+        m = c_alive & m
+        b = c_alive & (h | t)
         new_m = m & ~c_mouth
         new_b = b & ~c_body
         window = capture_bout & (k >= 1) & (k <= capture_end)
@@ -202,9 +203,15 @@ def physics_step(
         touch_jump = (new_m | new_b) & ~cap & ~consumed_now
         c_alive = c_alive & ~cap
         caught = caught + jnp.sum(cap).astype(jnp.int32)
-        # velocity damping
-        f_v = f_v * q
-        c_v = c_v * q
+        # elastic prey-fish collisions of the contacts left (Chipmunk: bounce from the
+        # pre-damping velocities, impulses after the damping)
+        jm = prey.collision_impulse(p, m & c_alive, n_m, c_v, f_v[None])
+        jh = prey.collision_impulse(p, h & c_alive, n_h, c_v, f_v[None])
+        jt = prey.collision_impulse(p, t & c_alive, n_t, c_v, f_v[None])
+        dp = jm[:, None] * n_m + jh[:, None] * n_h + jt[:, None] * n_t  # impulse on the prey
+        # velocity damping, then the contact impulses
+        f_v = f_v * q - jnp.sum(dp, 0) / p.fish_mass
+        c_v = c_v * q + dp / p.prey_mass
         pr_v = pr_v * q
         # prey impulses (sub-step 0: old gait; escape eligibility checked once, at 0)
         d2 = jnp.sum((c_xy - f_xy) ** 2, -1)
@@ -213,6 +220,7 @@ def physics_step(
         dv = speeds[gait_now] * (1.0 - q)
         dv = dv + jnp.where(touch_jump, jump, 0.0) + jnp.where(eligible & esc, jump, 0.0)
         c_v = jnp.where(c_alive[:, None], c_v + dv[:, None] * c_u, c_v)
+        n_jumps = n_jumps + jnp.sum(c_alive & eligible & esc).astype(jnp.int32)
         # predator: removal at target / outside, else push toward the target
         rem = pr_on & (
             jnp.all(jnp.round(pr_xy) == pred_target_r) | predator.outside_arena(p, pr_xy)
@@ -221,7 +229,7 @@ def physics_step(
         pr_on = pr_on & ~rem
         pr_v = jnp.where(pr_on, pr_v + predator.impulse_velocity(p, pr_xy, target), pr_v)
         carry = (f_xy, f_v, wall, pr_xy, pr_v, pr_on, touched, survived, c_xy, c_v, c_alive)
-        return carry + (m, b, eligible, caught), None
+        return carry + (m, b, eligible, caught, n_jumps), None
 
     init = (
         state.fish_xy,
@@ -239,11 +247,12 @@ def physics_step(
         jnp.zeros((kc,), bool),
         jnp.zeros((kc,), bool),
         jnp.zeros((), jnp.int32),
+        jnp.zeros((), jnp.int32),
     )
     ks = jnp.arange(n_sub, dtype=jnp.int32)
     out, _ = jax.lax.scan(substep, init, (ks, esc_draw))
     (f_xy, f_v, wall, pr_xy, pr_v, pr_on, touched, survived, c_xy, c_v, c_alive) = out[:11]
-    caught = out[14]
+    caught, n_jumps = out[14], out[15]
 
     # prey write-back
     if n_prey > 0:
@@ -333,6 +342,7 @@ def physics_step(
         "bout_distance_mm": d_mm.astype(jnp.float32),
         "bout_angle_rad": theta.astype(jnp.float32),
         "energy_use": use,
+        "escape_jumps": n_jumps,
         "terminated": terminated,
         "truncated": truncated,
     }
@@ -495,6 +505,7 @@ def _zero_info() -> dict:
         "bout_distance_mm": z,
         "bout_angle_rad": z,
         "energy_use": z,
+        "escape_jumps": jnp.zeros((), jnp.int32),
         "terminated": f,
         "truncated": f,
     }

@@ -193,6 +193,73 @@ def body_contact(
     return head | inside | e1 | e2 | e3
 
 
+def _closest_on_seg(px, py, ax, ay, bx, by):
+    abx, aby = bx - ax, by - ay
+    t = jnp.clip(((px - ax) * abx + (py - ay) * aby) / (abx * abx + aby * aby), 0.0, 1.0)
+    return ax + t * abx, ay + t * aby
+
+
+def _unit(dx, dy):
+    n = jnp.sqrt(dx * dx + dy * dy)
+    safe = jnp.maximum(n, 1e-6)
+    return jnp.where(n > 1e-6, dx / safe, 1.0), jnp.where(n > 1e-6, dy / safe, 0.0)
+
+
+def fish_contacts(params: SimfishParams, fish_xy: Array, fish_angle: Array, xy: Array, radius):
+    """Overlaps of circles (centres ``xy [..., 2]``, ``radius`` px) with the fish's three
+    shapes and the contact normals (world frame, unit, pointing from the fish shape to the
+    circle): ``((mouth, n_mouth), (head, n_head), (tail, n_tail))``.
+    """
+    d = xy - fish_xy
+    c, s = jnp.cos(fish_angle), jnp.sin(fish_angle)
+    fx = d[..., 0] * c + d[..., 1] * s
+    ly = -d[..., 0] * s + d[..., 1] * c
+
+    def to_world(nx, ny):
+        return jnp.stack([nx * c - ny * s, nx * s + ny * c], -1)
+
+    rm = params.fish_mouth_radius + radius
+    mouth = fx * fx + ly * ly < rm * rm
+    n_mouth = to_world(*_unit(fx, ly))
+    ho = params.fish_head_offset
+    rh = params.fish_head_radius + radius
+    head = (fx + ho) ** 2 + ly * ly < rh * rh
+    n_head = to_world(*_unit(fx + ho, ly))
+    hr = params.fish_head_radius
+    base = -ho
+    tip = base - params.fish_tail_length
+    best = None
+    for ax, ay, bx, by in ((base, -hr, tip, 0.0), (base, hr, tip, 0.0), (base, -hr, base, hr)):
+        qx, qy = _closest_on_seg(fx, ly, ax, ay, bx, by)
+        d2 = (fx - qx) ** 2 + (ly - qy) ** 2
+        if best is None:
+            best = (d2, qx, qy)
+        else:
+            closer = d2 < best[0]
+            best = tuple(jnp.where(closer, a, b) for a, b in zip((d2, qx, qy), best, strict=True))
+    d2, qx, qy = best
+    inside = (fx <= base) & (fx >= tip) & (jnp.abs(ly) <= hr * (fx - tip) / (base - tip))
+    tail = inside | (d2 < radius * radius)
+    nx, ny = _unit(fx - qx, ly - qy)
+    n_tail = to_world(jnp.where(inside, -nx, nx), jnp.where(inside, -ny, ny))
+    return (mouth, n_mouth), (head, n_head), (tail, n_tail)
+
+
+def collision_impulse(
+    params: SimfishParams, overlap: Array, normal: Array, v_prey: Array, v_fish: Array
+) -> Array:
+    """Impulse magnitude (mass x px/s, >= 0) of an elastic prey-fish contact, as Chipmunk's
+    solver gives it in one sub-step: the relative normal velocity before damping ``v_n``
+    ends at ``-e v_n`` (e = 1 x 1) after the damping ``q``: ``j = -(e + q) v_n / (1/m_p + 1/m_f)``
+    when approaching, 0 otherwise. (Rotation of the fish and penetration bias are ignored.)
+    """
+    q = params.substep_damping
+    vn = jnp.sum((v_prey - v_fish) * normal, -1)
+    k = 1.0 / params.prey_mass + 1.0 / params.fish_mass
+    j = -(1.0 + q) * vn / k
+    return jnp.where(overlap & (vn < 0), j, 0.0)
+
+
 def reproduce(
     key: Array,
     params: SimfishParams,
@@ -247,6 +314,8 @@ def reproduce(
 
 __all__ = [
     "body_contact",
+    "collision_impulse",
+    "fish_contacts",
     "capture_bearing",
     "free_step",
     "gait_probs",
