@@ -13,18 +13,41 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from larvax.networks import blocks
 from larvax.networks import sequence as seq
 
 B, T, F, H = 2, 8, 3, 4
+D = 8  # attention / transformer width (2 heads of 4)
 ATOL = 1e-5
 
 
 def _factories():
+    def r(i):
+        return nnx.Rngs(i)
+
     return {
-        "LSTM": lambda: seq.LSTM(F, H, rngs=nnx.Rngs(0)),
-        "GRU": lambda: seq.GRU(F, H, rngs=nnx.Rngs(1)),
-        "RNN(LSTMCell)": lambda: seq.RNN(nnx.LSTMCell(F, H, rngs=nnx.Rngs(2))),
-        "RNN(GRUCell)": lambda: seq.RNN(nnx.GRUCell(F, H, rngs=nnx.Rngs(3))),
+        "LSTM": lambda: seq.LSTM(F, H, rngs=r(0)),
+        "GRU": lambda: seq.GRU(F, H, rngs=r(1)),
+        "RNN(LSTMCell)": lambda: seq.RNN(nnx.LSTMCell(F, H, rngs=r(2))),
+        "RNN(GRUCell)": lambda: seq.RNN(nnx.GRUCell(F, H, rngs=r(3))),
+        "MinGRU": lambda: seq.MinGRU(F, H, rngs=r(4)),
+        "LRU": lambda: seq.LRU(F, H, state_size=5, r_min=0.5, rngs=r(5)),
+        "S5": lambda: seq.S5(F, H, state_size=3, dt_min=0.1, dt_max=1.0, rngs=r(6)),
+        # chunk_size 3 < T: several chunks and a padded last chunk
+        "Mamba": lambda: seq.Mamba(F, H, state_size=3, conv_size=3, chunk_size=3, rngs=r(7)),
+        # cache_size 3 < T: the whole-sequence call takes the blocked path
+        "SelfAttention(S=3)": lambda: seq.SelfAttention(D, 2, 3, rngs=r(8)),
+        "SelfAttention(S=16,norope)": lambda: seq.SelfAttention(D, 2, 16, rope=False, rngs=r(9)),
+        "transformer": lambda: blocks.transformer(D, 2, 3, num_layers=2, rngs=r(10)),
+        "Stack(PreNorm(Residual))": lambda: blocks.Stack(
+            blocks.PreNorm(blocks.Residual(seq.SelfAttention(D, 2, 4, rngs=r(11))), D),
+            blocks.PreNorm(blocks.Residual(blocks.FFN(D, 16, rngs=r(12))), D),
+        ),
+        "Stack(LSTM,MinGRU,FFN)": lambda: blocks.Stack(
+            seq.LSTM(F, D, rngs=r(13)),
+            blocks.Residual(blocks.PreNorm(seq.MinGRU(D, D, rngs=r(14)), D)),
+            blocks.Residual(blocks.PreNorm(blocks.FFN(D, 16, rngs=r(15)), D)),
+        ),
     }
 
 
@@ -56,10 +79,13 @@ def runner(request):
     return request.param, Runner(FACTORIES[request.param]())
 
 
-def _data(seed=0):
+NB = 16  # rows of every jitted call, so each model compiles only for T = 8, 4 and 1
+
+
+def _data(seed=0, features=F, rows=NB):
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(B, T, F)).astype(np.float32)
-    starts = rng.random((B, T)) < 0.3
+    x = rng.normal(size=(rows, T, features)).astype(np.float32)
+    starts = rng.random((rows, T)) < 0.3
     starts[0, 0] = False  # a row that does not begin with a start flag
     starts[0, 4] = True  # guarantee at least one start in the middle
     return jnp.asarray(x), jnp.asarray(starts)
@@ -73,29 +99,35 @@ def _pieces(starts_row):
 
 def test_reset_equivalence(runner):
     name, run = runner
-    x, starts = _data()
-    _, y = run(x, starts)
-    rows, spans = [], []
-    junk = jnp.full((T, F), 7.0)
-    for b in range(B):
+    x, starts = _data(features=run.model.in_features, rows=2)
+    # rows 0-1: the sequences with starts; rows 2..: each episode piece on its own,
+    # starting from the initial carry, padded with junk (causality) to T steps.
+    rows, row_starts, spans = list(x), list(starts), []
+    junk = jnp.full((T, x.shape[-1]), 7.0)
+    first = jnp.zeros((T,), bool).at[0].set(True)
+    for b in range(2):
         for a, e in _pieces(np.asarray(starts[b])):
+            spans.append((b, a, e, len(rows)))
             rows.append(junk.at[: e - a].set(x[b, a:e]))
-            spans.append((b, a, e))
-    xp = jnp.stack(rows)
-    sp = jnp.zeros((len(rows), T), bool).at[:, 0].set(True)
-    _, yp = run(xp, sp)
-    for i, (b, a, e) in enumerate(spans):
-        np.testing.assert_allclose(y[b, a:e], yp[i, : e - a], atol=ATOL, err_msg=name)
-    # and the pieces really differ from running through (the reset did something)
-    _, y_noreset = run(x, jnp.zeros_like(starts))
+            row_starts.append(first)
+    assert len(rows) <= NB
+    while len(rows) < NB:
+        rows.append(junk)
+        row_starts.append(first)
+    xs, ss = jnp.stack(rows), jnp.stack(row_starts)
+    _, y = run(xs, ss)
+    for b, a, e, row in spans:
+        np.testing.assert_allclose(y[b, a:e], y[row, : e - a], atol=ATOL, err_msg=name)
+    # and the reset did something: without it the steps after t=4 differ
+    _, y_noreset = run(xs, ss.at[0].set(False))
     assert not np.allclose(y[0, 4:], y_noreset[0, 4:], atol=1e-4), name
 
 
 def test_step_equivalence(runner):
     name, run = runner
-    x, starts = _data(1)
+    x, starts = _data(1, run.model.in_features)
     carry_full, y = run(x, starts)
-    carry = run.model.initialize_carry((B,))
+    carry = run.model.initialize_carry((NB,))
     ys = []
     for t in range(T):
         carry, y_t = run(x[:, t : t + 1], starts[:, t : t + 1], carry)
@@ -107,27 +139,27 @@ def test_step_equivalence(runner):
 
 def test_chunk_equivalence(runner):
     name, run = runner
-    x, starts = _data(2)
-    starts = starts.at[:, 5].set(False)  # the second chunk does not begin with a reset
+    x, starts = _data(2, run.model.in_features)
+    starts = starts.at[:, 4].set(False)  # the second chunk does not begin with a reset
     _, y = run(x, starts)
-    carry, y1 = run(x[:, :5], starts[:, :5])
-    carry, y2 = run(x[:, 5:], starts[:, 5:], carry)
+    carry, y1 = run(x[:, :4], starts[:, :4])
+    carry, y2 = run(x[:, 4:], starts[:, 4:], carry)
     np.testing.assert_allclose(jnp.concatenate([y1, y2], axis=1), y, atol=ATOL, err_msg=name)
     # the carry matters: continuing from the initial carry gives something else
-    _, y2_init = run(x[:, 5:], starts[:, 5:])
+    _, y2_init = run(x[:, 4:], starts[:, 4:])
     assert not np.allclose(y2, y2_init, atol=1e-4), name
 
 
 def test_output_shapes(runner):
     name, run = runner
-    x, starts = _data()
+    x, starts = _data(features=run.model.in_features)
     carry, y = run(x, starts)
-    assert y.shape == (B, T, run.model.out_features), name
+    assert y.shape == (NB, T, run.model.out_features), name
     assert y.dtype == jnp.float32
-    init = run.model.initialize_carry((B,))
+    init = run.model.initialize_carry((NB,))
     assert jax.tree.structure(carry) == jax.tree.structure(init)
     for leaf in jax.tree.leaves(init):
-        assert leaf.shape[0] == B
+        assert leaf.shape[0] == NB
         np.testing.assert_array_equal(leaf, 0)
 
 
