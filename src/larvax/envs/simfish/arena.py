@@ -156,9 +156,10 @@ class SedimentHandle(NamedTuple):
     """Which pool texture an episode sees and how it is placed (per environment).
 
     index: int32 scalar, texture in the pool.
-    shift_xy: int32 ``[2]``, toroidal shift (px): arena pixel (x, y) reads texture pixel
-        ``((x + sx) mod Wt, (y + sy) mod Ht)`` (before the flip).
-    flip: int32 scalar in 0..3, bit 0 mirrors x, bit 1 mirrors y (texture coordinates).
+    shift_xy: int32 ``[2]`` in ``[0, Wt) x [0, Ht)``, toroidal shift (px).
+    flip: int32 scalar in 0..3, bit 0 mirrors x, bit 1 mirrors y.
+    Arena pixel (x, y) reads texture pixel ``((+-x + sx) mod Wt, (+-y + sy) mod Ht)``
+    (minus where the flip bit is set). Arena pixels must lie in ``[0, Wt) x [0, Ht)``.
     """
 
     index: Array
@@ -219,10 +220,11 @@ def sediment_at(sediment: Sediment, x: Array, y: Array) -> Array:
     tex = sediment.textures
     ht, wt = tex.shape[-2], tex.shape[-1]
     h = sediment.handle
-    tx = jnp.mod(x + h.shift_xy[0], wt)
-    ty = jnp.mod(y + h.shift_xy[1], ht)
-    tx = jnp.where((h.flip & 1) == 1, wt - 1 - tx, tx)
-    ty = jnp.where((h.flip & 2) == 2, ht - 1 - ty, ty)
+    # (+-x + sx) mod Wt for x in [0, Wt), sx in [0, Wt): one conditional wrap each way
+    tx = jnp.where((h.flip & 1) == 1, h.shift_xy[0] - x, h.shift_xy[0] + x)
+    ty = jnp.where((h.flip & 2) == 2, h.shift_xy[1] - y, h.shift_xy[1] + y)
+    tx = jnp.where(tx >= wt, tx - wt, jnp.where(tx < 0, tx + wt, tx))
+    ty = jnp.where(ty >= ht, ty - ht, jnp.where(ty < 0, ty + ht, ty))
     return tex[h.index, ty, tx].astype(jnp.float32)
 
 
