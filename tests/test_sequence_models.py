@@ -179,7 +179,7 @@ def test_lstm_matches_hand_written_step():
         c = 1 / (1 + jnp.exp(-f)) * c + 1 / (1 + jnp.exp(-i)) * jnp.tanh(g)
         h = 1 / (1 + jnp.exp(-o)) * jnp.tanh(c)
         outs.append(h)
-    _, y = model(x, jnp.zeros((1, 2), bool))
+    _, y = Runner(model)(x, jnp.zeros((1, 2), bool))
     np.testing.assert_allclose(y[0], jnp.concatenate(outs), atol=ATOL)
     np.testing.assert_allclose(bx[H : 2 * H], 1.0)  # forget-gate bias
 
@@ -187,13 +187,19 @@ def test_lstm_matches_hand_written_step():
 def test_rnn_wrapper_matches_cell_loop():
     cell = nnx.GRUCell(F, H, rngs=nnx.Rngs(6))
     x = jax.random.normal(jax.random.key(1), (B, 3, F))
-    carry = jnp.zeros((B, H))
-    outs = []
-    for t in range(3):
-        carry, y_t = cell(carry, x[:, t])
-        outs.append(y_t)
-    _, y = seq.RNN(cell)(x, jnp.zeros((B, 3), bool))
-    np.testing.assert_allclose(y, jnp.stack(outs, axis=1), atol=ATOL)
+    graphdef, state = nnx.split(cell)
+
+    @jax.jit
+    def loop(state, x):
+        cell = nnx.merge(graphdef, state)
+        carry, outs = jnp.zeros((B, H)), []
+        for t in range(3):
+            carry, y_t = cell(carry, x[:, t])
+            outs.append(y_t)
+        return jnp.stack(outs, axis=1)
+
+    _, y = Runner(seq.RNN(cell))(x, jnp.zeros((B, 3), bool))
+    np.testing.assert_allclose(y, loop(state, x), atol=ATOL)
 
 
 def test_sequence_model_wrapper_is_per_step():
@@ -234,3 +240,274 @@ def test_bad_input_shapes():
         model(jnp.zeros((T, F)), jnp.zeros((B, T), bool))
     with pytest.raises(ValueError, match=r"batch_shape"):
         model.initialize_carry((0,))
+
+
+# ----------------------------------------------------------------------------- scan
+
+
+def _scan_inputs(dtype, seed):
+    rng = np.random.default_rng(seed)
+    shape = (3, 11, 2)
+    a = rng.uniform(-1.0, 1.0, shape)
+    b = rng.normal(size=shape)
+    h0 = rng.normal(size=(3, 2))
+    if dtype == np.complex64:
+        a = a * np.exp(1j * rng.uniform(0, 6.3, shape))
+        b = b + 1j * rng.normal(size=shape)
+        h0 = h0 + 1j * rng.normal(size=(3, 2))
+    starts = rng.random((3, 11)) < 0.25
+    starts[0, 0] = True
+    cast = lambda z: jnp.asarray(z.astype(dtype))  # noqa: E731
+    return cast(a), cast(b), jnp.asarray(starts), cast(h0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64])
+def test_parallel_scan_equals_sequential_definition(dtype):
+    a, b, starts, h0 = _scan_inputs(dtype, 0)
+    h_par = jax.jit(seq.linear_scan)(a, b, starts, h0)
+    h_seq = jax.jit(seq.linear_scan_sequential)(a, b, starts, h0)
+    np.testing.assert_allclose(h_par, h_seq, atol=ATOL)
+    # and the sequential definition itself, as a plain Python loop
+    a, b, s, h = map(np.asarray, (a, b, starts, h0))
+    for t in range(a.shape[1]):
+        h = np.where(s[:, t, None], 0, h)
+        h = a[:, t] * h + b[:, t]
+        np.testing.assert_allclose(h_seq[:, t], h, atol=ATOL)
+
+
+def test_scan_hand_computed():
+    # h_t = 0.5 h_{t-1} + 1 from h0 = 2, reset before t = 2: 2, 2, 1, 1.5
+    a = jnp.full((1, 4, 1), 0.5)
+    b = jnp.ones((1, 4, 1))
+    starts = jnp.array([[False, False, True, False]])
+    h = seq.linear_scan(a, b, starts, jnp.full((1, 1), 2.0))
+    np.testing.assert_allclose(h[0, :, 0], [2.0, 2.0, 1.0, 1.5], atol=1e-7)
+    # a broadcast over time and batch (time-invariant decay, as LRU and S5 use)
+    h2 = seq.linear_scan(jnp.float32(0.5), b, starts, jnp.full((1, 1), 2.0))
+    np.testing.assert_allclose(h2, h, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _silu(z):
+    return z * _sigmoid(z)
+
+
+def _softplus(z):
+    return np.log1p(np.exp(z))
+
+
+def _np(v):
+    return np.asarray(v[...], np.float64)
+
+
+@pytest.fixture(scope="module")
+def ref_data():
+    x, starts = _data(3, F, rows=2)
+    return np.asarray(x, np.float64), np.asarray(starts)
+
+
+def test_mingru_matches_paper_recurrence(ref_data):
+    x, starts = ref_data
+    model = seq.MinGRU(F, H, rngs=nnx.Rngs(20))
+    _, y = Runner(model)(jnp.asarray(x, jnp.float32), jnp.asarray(starts))
+    w, bias = _np(model.proj.kernel), _np(model.proj.bias)
+    for b in range(2):
+        h = np.zeros(H)
+        for t in range(T):
+            if starts[b, t]:
+                h = np.zeros(H)
+            k, h_tilde = np.split(x[b, t] @ w + bias, 2)
+            z = _sigmoid(k)
+            h = (1 - z) * h + z * h_tilde
+            np.testing.assert_allclose(y[b, t], h, atol=ATOL)
+
+
+def test_lru_matches_definition(ref_data):
+    x, starts = ref_data
+    model = seq.LRU(F, H, state_size=5, rngs=nnx.Rngs(21))
+    _, y = Runner(model)(jnp.asarray(x, jnp.float32), jnp.asarray(starts))
+    lam = np.exp(-np.exp(_np(model.nu_log)) + 1j * np.exp(_np(model.theta_log)))
+    assert np.all(np.abs(lam) < 1.0)
+    # gamma initialised to the normalisation sqrt(1 - |lambda|^2)
+    np.testing.assert_allclose(np.exp(_np(model.gamma_log)), np.sqrt(1 - np.abs(lam) ** 2), 1e-5)
+    bm = _np(model.B_re) + 1j * _np(model.B_im)
+    cm = _np(model.C_re) + 1j * _np(model.C_im)
+    gamma = np.exp(_np(model.gamma_log))
+    for b in range(2):
+        h = np.zeros(5, complex)
+        for t in range(T):
+            if starts[b, t]:
+                h = np.zeros(5, complex)
+            h = lam * h + gamma * (x[b, t] @ bm)
+            np.testing.assert_allclose(y[b, t], (h @ cm).real + x[b, t] @ _np(model.D), atol=ATOL)
+
+
+def test_lru_ring_initialisation():
+    model = seq.LRU(F, 64, r_min=0.4, r_max=0.9, max_phase=0.5, rngs=nnx.Rngs(22))
+    lam = np.asarray(model.eigenvalues())
+    assert np.all((np.abs(lam) >= 0.4 - 1e-6) & (np.abs(lam) <= 0.9 + 1e-6))
+    assert np.all((np.angle(lam) >= 0) & (np.angle(lam) <= 0.5 + 1e-6))
+
+
+def test_hippo_legs_and_its_normal_eigendecomposition():
+    from larvax.networks.sequence.s5 import hippo_legs, hippo_n_eigendecomposition
+
+    a, p, b = hippo_legs(3)
+    s3, s5, s15 = np.sqrt(3), np.sqrt(5), np.sqrt(15)
+    np.testing.assert_allclose(a, [[-1, 0, 0], [-s3, -2, 0], [-s5, -s15, -3]], atol=1e-12)
+    np.testing.assert_allclose(b, [1, s3, s5], atol=1e-12)
+    n = 8
+    lam, v = hippo_n_eigendecomposition(n)
+    a, p, _ = hippo_legs(n)
+    np.testing.assert_allclose(v @ np.diag(lam) @ v.conj().T, a + np.outer(p, p), atol=1e-10)
+    np.testing.assert_allclose(v.conj().T @ v, np.eye(n), atol=1e-10)
+    np.testing.assert_allclose(lam.real, -0.5)
+    np.testing.assert_allclose(np.sort(lam.imag), np.sort(-lam.imag), atol=1e-10)  # pairs
+
+
+def test_s5_matches_zoh_definition(ref_data):
+    x, starts = ref_data
+    model = seq.S5(F, H, state_size=3, rngs=nnx.Rngs(23))
+    _, y = Runner(model)(jnp.asarray(x, jnp.float32), jnp.asarray(starts))
+    lam = np.minimum(_np(model.Lambda_re), -1e-4) + 1j * _np(model.Lambda_im)
+    step = np.exp(_np(model.log_step))
+    assert np.all((step >= 1e-3 - 1e-9) & (step <= 1e-1 + 1e-9))
+    lam_bar = np.exp(lam * step)
+    b_bar = (lam_bar - 1) / lam * (_np(model.B_re) + 1j * _np(model.B_im))
+    cm = _np(model.C_re) + 1j * _np(model.C_im)
+    for b in range(2):
+        h = np.zeros(3, complex)
+        for t in range(T):
+            if starts[b, t]:
+                h = np.zeros(3, complex)
+            h = lam_bar * h + x[b, t] @ b_bar
+            ref = 2 * (h @ cm).real + x[b, t] @ _np(model.D)
+            np.testing.assert_allclose(y[b, t], ref, atol=ATOL)
+
+
+def test_mamba_matches_sequential_definition(ref_data):
+    """Step-by-step Mamba (conv history restarted at each start) in numpy."""
+    x, starts = ref_data
+    n, k = 3, 3
+    model = seq.Mamba(F, H, state_size=n, conv_size=k, chunk_size=3, rngs=nnx.Rngs(24))
+    _, y = Runner(model)(jnp.asarray(x, jnp.float32), jnp.asarray(starts))
+    e, r = model.inner_size, model.dt_rank
+    a_mat = -np.exp(_np(model.A_log))
+    np.testing.assert_allclose(a_mat[0], -np.arange(1, n + 1), atol=1e-6)  # S4D-real init
+    for b in range(2):
+        hist, h = [], np.zeros((e, n))
+        for t in range(T):
+            if starts[b, t]:
+                hist, h = [], np.zeros((e, n))
+            u, z = np.split(x[b, t] @ _np(model.in_proj.kernel), 2)
+            hist.append(u)
+            conv = _np(model.conv_bias) + sum(
+                _np(model.conv_kernel)[j] * hist[-1 - j] for j in range(min(k, len(hist)))
+            )
+            u = _silu(conv)
+            dbc = u @ _np(model.x_proj.kernel)
+            delta = _softplus(dbc[:r] @ _np(model.dt_proj.kernel) + _np(model.dt_proj.bias))
+            bv, cv = dbc[r : r + n], dbc[r + n :]
+            h = np.exp(delta[:, None] * a_mat) * h + (delta * u)[:, None] * bv[None, :]
+            out = (h @ cv + _np(model.D) * u) * _silu(z)
+            np.testing.assert_allclose(y[b, t], out @ _np(model.out_proj.kernel), atol=ATOL)
+
+
+def _rotary_np(z, pos):
+    d = z.shape[-1]
+    freqs = 10000.0 ** (-np.arange(0, d, 2) / d)
+    ang = pos[:, None, None] * freqs  # [L, 1, d/2]
+    out = np.empty_like(z)
+    out[..., 0::2] = z[..., 0::2] * np.cos(ang) - z[..., 1::2] * np.sin(ang)
+    out[..., 1::2] = z[..., 0::2] * np.sin(ang) + z[..., 1::2] * np.cos(ang)
+    return out
+
+
+@pytest.mark.parametrize("cache_size", [2, 16])
+def test_attention_matches_windowed_definition(cache_size):
+    x, starts = _data(4, D, rows=2)
+    x, starts = np.asarray(x, np.float64), np.asarray(starts)
+    model = seq.SelfAttention(D, 2, cache_size, rngs=nnx.Rngs(25))
+    _, y = Runner(model)(jnp.asarray(x, jnp.float32), jnp.asarray(starts))
+    for b in range(2):
+        q, k, v = (z.reshape(T, 2, 4) for z in np.split(x[b] @ _np(model.qkv.kernel), 3, -1))
+        q, k = _rotary_np(q, np.arange(T)), _rotary_np(k, np.arange(T))
+        episode = np.cumsum(starts[b])
+        for t in range(T):
+            js = [j for j in range(max(0, t - cache_size), t + 1) if episode[j] == episode[t]]
+            heads = []
+            for hd in range(2):
+                sc = np.array([q[t, hd] @ k[j, hd] for j in js]) / 2.0  # sqrt(head_dim = 4)
+                w = np.exp(sc - sc.max())
+                heads.append((w / w.sum()) @ v[js, hd])
+            ref = np.concatenate(heads) @ _np(model.out.kernel) + _np(model.out.bias)
+            np.testing.assert_allclose(y[b, t], ref, atol=ATOL)
+
+
+@pytest.fixture(scope="module")
+def attention16():
+    return Runner(seq.SelfAttention(D, 2, 16, rngs=nnx.Rngs(26)))
+
+
+def test_attention_never_sees_across_a_start(attention16):
+    run = attention16
+    x, starts = _data(5, D)
+    starts = starts.at[:, 4].set(True)
+    x_pert = x.at[:, :4].add(3.0)
+    _, y = run(x, starts)
+    _, y_pert = run(x_pert, starts)
+    np.testing.assert_allclose(y_pert[:, 4:], y[:, 4:], atol=ATOL)
+    assert not np.allclose(y_pert[:, :4], y[:, :4], atol=1e-3)  # the perturbation is seen
+    # the same through the cache: the start is the first step of the second chunk
+    carry, _ = run(x[:, :4], starts[:, :4])
+    carry_pert, _ = run(x_pert[:, :4], starts[:, :4])
+    _, y2 = run(x[:, 4:], starts[:, 4:], carry)
+    _, y2_pert = run(x[:, 4:], starts[:, 4:], carry_pert)
+    np.testing.assert_allclose(y2_pert, y2, atol=ATOL)
+    np.testing.assert_allclose(y2, y[:, 4:], atol=ATOL)
+    # without the start, the second chunk does see the first
+    _, y3 = run(x[:, 4:], jnp.zeros_like(starts[:, 4:]), carry)
+    _, y3_pert = run(x[:, 4:], jnp.zeros_like(starts[:, 4:]), carry_pert)
+    assert not np.allclose(y3, y3_pert, atol=1e-3)
+
+
+def test_attention_window_is_cache_size():
+    run = Runner(seq.SelfAttention(D, 2, 3, rngs=nnx.Rngs(27)))
+    x, _ = _data(6, D)
+    starts = jnp.zeros((NB, T), bool)
+    _, y = run(x, starts)
+    _, y_pert = run(x.at[:, 0].add(3.0), starts)
+    # step t sees steps t-3..t: a change at step 0 reaches steps 0..3 only
+    assert not np.allclose(y_pert[:, 3], y[:, 3], atol=1e-3)
+    np.testing.assert_allclose(y_pert[:, 4:], y[:, 4:], atol=ATOL)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda: seq.MinGRU(3, 0, rngs=nnx.Rngs(0)), r"MinGRU\.hidden_size.*0"),
+        (lambda: seq.LRU(3, 4, r_min=0.9, r_max=0.5, rngs=nnx.Rngs(0)), r"LRU\.r_min.*0\.9"),
+        (lambda: seq.LRU(3, 4, state_size=0, rngs=nnx.Rngs(0)), r"LRU\.state_size.*0"),
+        (lambda: seq.LRU(3, 4, max_phase=0.0, rngs=nnx.Rngs(0)), r"LRU\.max_phase"),
+        (lambda: seq.S5(3, 4, dt_min=-1.0, rngs=nnx.Rngs(0)), r"S5\.dt_min.*-1\.0"),
+        (lambda: seq.S5(3, 4, dt_min=0.5, dt_max=0.1, rngs=nnx.Rngs(0)), r"S5\.dt_min.*<="),
+        (lambda: seq.Mamba(3, 4, conv_size=0, rngs=nnx.Rngs(0)), r"Mamba\.conv_size.*0"),
+        (lambda: seq.Mamba(3, 4, expand="2", rngs=nnx.Rngs(0)), r"Mamba\.expand.*'2'"),
+        (lambda: seq.Mamba(3, 4, chunk_size=0, rngs=nnx.Rngs(0)), r"Mamba\.chunk_size"),
+        (lambda: seq.SelfAttention(6, 4, 8, rngs=nnx.Rngs(0)), r"features.*divisible.*num_heads"),
+        (lambda: seq.SelfAttention(6, 2, 8, rngs=nnx.Rngs(0)), r"even head size.*3"),
+        (lambda: seq.SelfAttention(8, 2, 0, rngs=nnx.Rngs(0)), r"SelfAttention\.cache_size"),
+    ],
+)
+def test_bad_constructor_arguments_linear_and_attention(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
