@@ -114,10 +114,11 @@ def register(name: str) -> Callable[[type], type]:
                 and signature.parameters[k].kind
                 not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
             }
+            encoded = json.dumps(to_json(config, f"{name} kwargs"))  # fail before building
             original(self, *args, **kwargs)
             if type(self) is cls:  # the most derived registered class records itself
                 self._registry_name = name
-                self._registry_kwargs = json.dumps(to_json(config, f"{name} kwargs"))
+                self._registry_kwargs = encoded
 
         cls.__init__ = __init__
         cls._registry_name_of_class = name
