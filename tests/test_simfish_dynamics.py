@@ -413,8 +413,29 @@ def test_capture_trials_prey_after_touch(capture_results):
 
 def test_wall_response_rules():
     p = SimfishParams()
-    # the reference's resets: x < 8 -> 10, x > W-7 -> W-9; then at touching distance
+    # the reference's _touch_wall: x < 8 -> 10, x > W-7 -> W-9, the same for y
     out = np.asarray(wall_response(p, jnp.array([[7.5, 1000.0], [2494.0, 2494.0], [100.0, 9.0]])))
     np.testing.assert_allclose(out[0], [10.0, 1000.0])
-    np.testing.assert_allclose(out[1], [2488.0, 2491.0])  # right wall surface at W-10
-    np.testing.assert_allclose(out[2], [100.0, 12.0])  # top wall surface at y = 10
+    np.testing.assert_allclose(out[1], [2491.0, 2491.0])
+    np.testing.assert_allclose(out[2], [100.0, 9.0])  # 9 >= 8: left where it is
+
+
+def test_wall_contact_stops_then_slides():
+    """A new mouth-wall contact zeroes the velocity and is penalised once; while the contact
+    persists the fish slides along the wall without a new penalty (Chipmunk arbiters)."""
+    from larvax.envs.simfish.body import fish_substep
+
+    p = SimfishParams()
+    xy = jnp.array([2486.5, 1000.0])  # mouth edge 1.5 px from the right wall surface (2490)
+    v = jnp.array([1000.0, -1000.0])  # 2 px per sub-step toward the wall and up
+    contact = jnp.zeros(4, bool)
+    xy1, ang, v1, w1, b1, c1, new1 = fish_substep(p, xy, 0.0, v, 0.0, jnp.zeros(3), contact)
+    assert bool(new1) and bool(c1[1])
+    assert np.allclose(np.asarray(v1), 0.0)  # the begin callback stopped it
+    # heading up along the wall with a push into it: slides, no new contact
+    v2 = jnp.array([500.0, -2000.0])
+    xy2, _, v2o, _, _, c2, new2 = fish_substep(p, xy1, -np.pi / 2, v2, 0.0, b1, c1)
+    assert not bool(new2) and bool(c2[1])
+    q = 0.7**0.1
+    assert float(v2o[0]) == pytest.approx(0.0, abs=1e-3)  # the normal part removed
+    assert float(v2o[1]) == pytest.approx(-2000.0 * q, rel=1e-5)  # the tangential part kept

@@ -14,14 +14,17 @@ Physics of the reference (pymunk / Chipmunk2D, ``space.damping = 0.7**50`` per s
   the reference zeroes the velocity, moves x (or y) to 10 when it is below 8 and to W-9
   (H-9) when it is above W-7 (H-7), and charges the wall penalty once per step.
 
-larvax approximations (measured in docs/simfish.md):
+The mouth-wall contact follows Chipmunk's solver (:func:`fish_substep`): contacts persist
+while the mouth overlaps the wall (no new penalty, the fish slides along the wall), the
+overlap is pushed out gradually (penetration bias), and only a *new* contact zeroes the
+velocity and is penalised.
 
-* After a mouth-wall contact the fish is projected out of the wall to touching distance at
-  once (pymunk pushes it out gradually with its penetration bias); head and tail do not
-  collide with the walls (in pymunk they do, physically, without a penalty).
-* A contact is checked at every sub-step from the positions after integration, so a new
-  contact at every step whose bout points into the wall is penalised, as in the reference
-  (arbiters separate because the fish is left exactly at touching distance).
+A tail in a wall is pushed out the same way (the fish gets angular velocity).
+
+larvax approximations (measured in docs/simfish.md): the head circle does not collide with
+the walls, the tail's wall contact is a single vertex per wall, the solver runs one pass
+instead of pymunk's 10 iterations, and the wall ends (corners) are treated as infinite
+lines.
 """
 
 from __future__ import annotations
@@ -100,28 +103,33 @@ def substep_trajectory(
     return pos, new_angle, vel
 
 
-def mouth_touches_wall(params: SimfishParams, xy: Array) -> Array:
-    """True when the mouth circle overlaps a wall segment (strict overlap)."""
+def wall_separations(params: SimfishParams, xy: Array) -> tuple[Array, Array]:
+    """Signed gaps (px) between the mouth circle and the four walls, ``[..., 4]`` (negative =
+    overlap), in the order left, right, top, bottom, and the walls' unit normals ``[4, 2]``
+    (pointing into the arena)."""
     x0, x1, y0, y1 = wall_limits(params)
     r = params.fish_mouth_radius
     x, y = xy[..., 0], xy[..., 1]
-    return (x - r < x0) | (x + r > x1) | (y - r < y0) | (y + r > y1)
+    gaps = jnp.stack([x - r - x0, x1 - (x + r), y - r - y0, y1 - (y + r)], -1)
+    normals = jnp.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], jnp.float32)
+    return gaps, normals
+
+
+def mouth_touches_wall(params: SimfishParams, xy: Array) -> Array:
+    """True when the mouth circle overlaps a wall segment (strict overlap)."""
+    gaps, _ = wall_separations(params, xy)
+    return jnp.any(gaps < 0, -1)
 
 
 def wall_response(params: SimfishParams, xy: Array) -> Array:
-    """Where the fish ends up after a mouth-wall contact (velocity is zeroed by the caller).
-
-    The reference's rule (x < 8 -> 10, x > W-7 -> W-9, the same for y), then the projection
-    to touching distance (larvax's stand-in for pymunk's gradual push-out).
-    """
+    """The reference's ``_touch_wall`` position rule at a new mouth-wall contact: x < 8 -> 10,
+    x > W-7 -> W-9, the same for y (the velocity is zeroed by the caller). At the left and
+    bottom walls this leaves the mouth clear of the wall; at the right and top walls it stays
+    in contact."""
     w, h = float(params.arena_width), float(params.arena_height)
     x, y = xy[..., 0], xy[..., 1]
     x = jnp.where(x < 8.0, 10.0, jnp.where(x > w - 7.0, w - 9.0, x))
     y = jnp.where(y < 8.0, 10.0, jnp.where(y > h - 7.0, h - 9.0, y))
-    x0, x1, y0, y1 = wall_limits(params)
-    r = params.fish_mouth_radius
-    x = jnp.clip(x, x0 + r, x1 - r)
-    y = jnp.clip(y, y0 + r, y1 - r)
     return jnp.stack([x, y], -1)
 
 
@@ -135,16 +143,106 @@ def bring_in_bounds(params: SimfishParams, xy: Array) -> Array:
     return jnp.where(out[..., None], clipped, xy)
 
 
-def fish_substep(params: SimfishParams, xy: Array, velocity: Array) -> tuple[Array, Array, Array]:
-    """One physics sub-step of the fish: integrate, then wall contact, then damping.
+COLLISION_SLOP = 0.1  # px, pymunk Space.collision_slop (allowed overlap)
+COLLISION_BIAS = 0.9**60  # pymunk Space.collision_bias (overlap left after 1 s)
 
-    Returns ``(xy, velocity, touched_wall)``.
+
+def fish_inertia(params: SimfishParams) -> float:
+    """Moment of inertia of the fish body (mass x px^2): pymunk ``moment_for_circle(m, 0, r_head)``
+    = m r_head^2 / 2 (156.25), about the body origin (the mouth)."""
+    return params.fish_mass * params.fish_head_radius**2 / 2.0
+
+
+def tail_vertices(params: SimfishParams, xy: Array, angle: Array) -> Array:
+    """World positions of the tail triangle's vertices ``[3, 2]``: the tip and the two base
+    corners (the base lies ``head_offset`` px behind the mouth, half-width ``head_radius``)."""
+    c, s = jnp.cos(angle), jnp.sin(angle)
+    h = jnp.stack([c, s])
+    perp = jnp.stack([-s, c])
+    base = params.fish_head_offset
+    tip = xy - (base + params.fish_tail_length) * h
+    left = xy - base * h + params.fish_head_radius * perp
+    right = xy - base * h - params.fish_head_radius * perp
+    return jnp.stack([tip, left, right])
+
+
+def fish_substep(
+    params: SimfishParams,
+    xy: Array,
+    angle: Array,
+    velocity: Array,
+    angular_velocity: Array,
+    bias: Array,
+    contact: Array,
+) -> tuple[Array, Array, Array, Array, Array, Array, Array]:
+    """One physics sub-step of the fish against the walls, as Chipmunk2D does it.
+
+    1. ``x += (v + v_bias) dt``, ``angle += (w + w_bias) dt`` (the bias velocities are the
+       solver's penetration fix, used once).
+    2. Mouth-wall collision detection: a *new* overlap (that wall was not in contact at the
+       previous sub-step) calls the reference's begin callback: velocity zeroed,
+       :func:`wall_response`, wall penalty for the step.
+    3. Damping ``v *= q``, ``w *= q``.
+    4. Solver, inelastic and frictionless. Mouth: the velocity into an overlapped wall is
+       removed (the fish slides along it); the bias pushes ``1 - 0.9^(60 dt)`` (1.26 %) of the
+       overlap beyond the 0.1 px slop out per sub-step. Tail (triangle vs the 10 px thick
+       wall): the contact normal is the shorter way out of the wall (back into the arena,
+       or -- for a tail that went through the wall -- out beyond it, as the reference's
+       GJK/EPA does), at the deepest vertex that way; the tail's velocity into the contact
+       is removed and its overlap pushed out as an impulse at that point, which mostly
+       turns the fish (its moment of inertia about the mouth is tiny next to m L^2).
+
+    ``bias`` float32 ``[3]`` = (vx, vy, w) bias velocities and ``contact`` bool ``[4]`` (left,
+    right, top, bottom mouth contacts) carry over to the next sub-step (and step).
+    Returns ``(xy, angle, velocity, angular_velocity, bias, contact, new_touch)``.
     """
-    xy = xy + velocity * params.phys_dt
-    touch = mouth_touches_wall(params, xy)
-    xy = jnp.where(touch[..., None], wall_response(params, xy), xy)
-    velocity = jnp.where(touch[..., None], 0.0, velocity) * params.substep_damping
-    return xy, velocity, touch
+    dt = params.phys_dt
+    q = params.substep_damping
+    xy = xy + (velocity + bias[:2]) * dt
+    angle = angle + (angular_velocity + bias[2]) * dt
+    gaps, normals = wall_separations(params, xy)
+    overlap = gaps < 0
+    new_touch = jnp.any(overlap & ~contact)
+    velocity = jnp.where(new_touch, 0.0, velocity)
+    xy = jnp.where(new_touch, wall_response(params, xy), xy)
+    velocity = velocity * q
+    w = angular_velocity * q
+    bias_coef = 1.0 - COLLISION_BIAS**dt
+    # mouth (at the centre of gravity: no torque)
+    vn = normals @ velocity
+    push = jnp.where(overlap, jnp.minimum(vn, 0.0), 0.0)
+    velocity = velocity - push @ normals
+    pen = jnp.where(overlap, jnp.maximum(-gaps - COLLISION_SLOP, 0.0), 0.0)
+    b_lin = (bias_coef * pen / dt) @ normals
+    b_ang = jnp.zeros((), jnp.float32)
+    # tail
+    verts = tail_vertices(params, xy, angle)  # [3, 2]
+    x0, x1, y0, y1 = wall_limits(params)
+    u = jnp.stack([verts[:, 0] - x0, x1 - verts[:, 0], verts[:, 1] - y0, y1 - verts[:, 1]], -1)
+    u_min, u_max = jnp.min(u, 0), jnp.max(u, 0)  # [4] along each inward normal
+    thick = 2 * WALL_HALF_WIDTH
+    t_overlap = (u_min < 0) & (u_max > -thick)
+    out_in = -u_min <= u_max + thick  # push back into the arena (else through the wall)
+    t_pen = jnp.where(out_in, -u_min, u_max + thick)
+    vert = jnp.where(out_in, jnp.argmin(u, 0), jnp.argmax(u, 0))
+    inertia = fish_inertia(params)
+    m = params.fish_mass
+    for i in range(4):  # sequential impulses, one contact per wall
+        n = normals[i] * jnp.where(out_in[i], 1.0, -1.0)
+        r = verts[vert[i]] - xy
+        rn = r[0] * n[1] - r[1] * n[0]
+        k = 1.0 / m + rn**2 / inertia
+        v_tip = jnp.dot(velocity, n) + w * rn
+        j = jnp.where(t_overlap[i], jnp.maximum(-v_tip, 0.0) / k, 0.0)
+        velocity = velocity + j * n / m
+        w = w + rn * j / inertia
+        jb = jnp.where(
+            t_overlap[i], bias_coef * jnp.maximum(t_pen[i] - COLLISION_SLOP, 0.0) / dt / k, 0.0
+        )
+        b_lin = b_lin + jb * n / m
+        b_ang = b_ang + rn * jb / inertia
+    bias = jnp.concatenate([b_lin, b_ang[None]])
+    return xy, angle, velocity, w, bias, overlap, new_touch
 
 
 def energy_use(params: SimfishParams, distance_mm: Array, angle_rad: Array, action: Array) -> Array:
@@ -171,9 +269,12 @@ __all__ = [
     "bout_velocity",
     "bring_in_bounds",
     "energy_use",
+    "fish_inertia",
     "fish_substep",
+    "tail_vertices",
     "glide",
     "mouth_touches_wall",
+    "wall_separations",
     "start_bout",
     "substep_trajectory",
     "update_energy",

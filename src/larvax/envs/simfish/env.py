@@ -173,31 +173,30 @@ def physics_step(
 
     def substep(carry, xs):
         (f_xy, f_v, wall, pr_xy, pr_v, pr_on, touched, survived, c_xy, c_v, c_alive) = carry[:11]
-        (c_mouth, c_body, eligible, caught, n_jumps) = carry[11:]
+        (c_mouth, c_body, eligible, caught, n_jumps, f_vb, f_contact, f_ang, f_w) = carry[11:]
         k, esc = xs
         # integrate positions (pymunk: before collisions and damping)
-        f_xy = f_xy + f_v * dt
+        f_v_pre = f_v
+        f_xy, f_ang, f_v, f_w, f_vb, f_contact, w = body.fish_substep(
+            p, f_xy, f_ang, f_v, f_w, f_vb, f_contact
+        )
         c_xy = jnp.where(c_alive[:, None], c_xy + c_v * dt, c_xy)
         pr_xy = jnp.where(pr_on, pr_xy + pr_v * dt, pr_xy)
-        # fish - wall
-        w = body.mouth_touches_wall(p, f_xy)
-        f_xy = jnp.where(w, body.wall_response(p, f_xy), f_xy)
-        f_v = jnp.where(w, 0.0, f_v)
         wall = wall | w
         # predator - wall / fish
         pw = pr_on & predator.touches_wall(p, pr_xy)
-        hit = pr_on & ~immune & predator.hits_fish(p, pr_xy, f_xy, fish_angle)
+        hit = pr_on & ~immune & predator.hits_fish(p, pr_xy, f_xy, f_ang)
         touched = touched | hit
         survived = survived | (pw & ~touched)
         pr_on = pr_on & ~pw
         # prey - fish (begin callbacks fire on new contacts only)
-        (m, n_m), (h, n_h), (t, n_t) = prey.fish_contacts(p, f_xy, fish_angle, c_xy, p.prey_radius)
+        (m, n_m), (h, n_h), (t, n_t) = prey.fish_contacts(p, f_xy, f_ang, c_xy, p.prey_radius)
         m = c_alive & m
         b = c_alive & (h | t)
         new_m = m & ~c_mouth
         new_b = b & ~c_body
         window = capture_bout & (k >= 1) & (k <= capture_end)
-        bearing = prey.capture_bearing(f_xy, fish_angle, c_xy)
+        bearing = prey.capture_bearing(f_xy, f_ang, c_xy)
         cap = new_m & window & (jnp.abs(bearing) < p.capture_permissive_angle)
         consumed_now = jnp.any(cap)
         touch_jump = (new_m | new_b) & ~cap & ~consumed_now
@@ -205,12 +204,13 @@ def physics_step(
         caught = caught + jnp.sum(cap).astype(jnp.int32)
         # elastic prey-fish collisions of the contacts left (Chipmunk: bounce from the
         # pre-damping velocities, impulses after the damping)
-        jm = prey.collision_impulse(p, m & c_alive, n_m, c_v, f_v[None])
-        jh = prey.collision_impulse(p, h & c_alive, n_h, c_v, f_v[None])
-        jt = prey.collision_impulse(p, t & c_alive, n_t, c_v, f_v[None])
+        f_vref = jnp.where(w, 0.0, f_v_pre)[None]  # the fish velocity the solver sees
+        jm = prey.collision_impulse(p, m & c_alive, n_m, c_v, f_vref)
+        jh = prey.collision_impulse(p, h & c_alive, n_h, c_v, f_vref)
+        jt = prey.collision_impulse(p, t & c_alive, n_t, c_v, f_vref)
         dp = jm[:, None] * n_m + jh[:, None] * n_h + jt[:, None] * n_t  # impulse on the prey
-        # velocity damping, then the contact impulses
-        f_v = f_v * q - jnp.sum(dp, 0) / p.fish_mass
+        # velocity damping (the fish's: in fish_substep), then the contact impulses
+        f_v = f_v - jnp.sum(dp, 0) / p.fish_mass
         c_v = c_v * q + dp / p.prey_mass
         pr_v = pr_v * q
         # prey impulses (sub-step 0: old gait; escape eligibility checked once, at 0)
@@ -229,7 +229,7 @@ def physics_step(
         pr_on = pr_on & ~rem
         pr_v = jnp.where(pr_on, pr_v + predator.impulse_velocity(p, pr_xy, target), pr_v)
         carry = (f_xy, f_v, wall, pr_xy, pr_v, pr_on, touched, survived, c_xy, c_v, c_alive)
-        return carry + (m, b, eligible, caught, n_jumps), None
+        return carry + (m, b, eligible, caught, n_jumps, f_vb, f_contact, f_ang, f_w), None
 
     init = (
         state.fish_xy,
@@ -248,11 +248,15 @@ def physics_step(
         jnp.zeros((kc,), bool),
         jnp.zeros((), jnp.int32),
         jnp.zeros((), jnp.int32),
+        state.fish_bias_velocity,
+        state.fish_wall_contact,
+        fish_angle,
+        state.fish_angular_velocity,
     )
     ks = jnp.arange(n_sub, dtype=jnp.int32)
     out, _ = jax.lax.scan(substep, init, (ks, esc_draw))
     (f_xy, f_v, wall, pr_xy, pr_v, pr_on, touched, survived, c_xy, c_v, c_alive) = out[:11]
-    caught, n_jumps = out[14], out[15]
+    caught, n_jumps, f_vb, f_contact, fish_angle, f_w = out[14:20]
 
     # prey write-back
     if n_prey > 0:
@@ -309,6 +313,9 @@ def physics_step(
         fish_xy=f_xy.astype(jnp.float32),
         fish_angle=fish_angle.astype(jnp.float32),
         fish_velocity=f_v.astype(jnp.float32),
+        fish_bias_velocity=f_vb.astype(jnp.float32),
+        fish_angular_velocity=f_w.astype(jnp.float32),
+        fish_wall_contact=f_contact,
         energy=energy,
         prey_xy=prey_xy.astype(jnp.float32),
         prey_velocity=prey_v.astype(jnp.float32),

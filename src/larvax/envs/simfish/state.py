@@ -11,6 +11,10 @@ Fields
 fish_xy            float32 [2]   body position = centre of the mouth circle (px)
 fish_angle         float32 []    heading (rad, unwrapped)
 fish_velocity      float32 [2]   residual velocity carried into the next step (px/s)
+fish_angular_velocity float32 [] (rad/s) from wall contacts of the tail (0 in open water)
+fish_bias_velocity float32 [3]   the contact solver's pending penetration fix (vx, vy px/s;
+                                 w rad/s)
+fish_wall_contact  bool    [4]   mouth in contact with the left, right, top, bottom wall
 energy             float32 []    energy level, <= 1; < 0 means starvation
 prey_xy            float32 [P,2] prey centres (px)
 prey_velocity      float32 [P,2] prey velocities (px/s)
@@ -51,6 +55,9 @@ class SimfishState:
     fish_xy: Array
     fish_angle: Array
     fish_velocity: Array
+    fish_angular_velocity: Array
+    fish_bias_velocity: Array
+    fish_wall_contact: Array
     energy: Array
     prey_xy: Array
     prey_velocity: Array
@@ -135,6 +142,9 @@ def make_state(
         fish_xy=fish_xy,
         fish_angle=jnp.asarray(fish_angle, jnp.float32).reshape(()),
         fish_velocity=jnp.asarray(fish_velocity, jnp.float32).reshape(2),
+        fish_angular_velocity=jnp.zeros((), jnp.float32),
+        fish_bias_velocity=jnp.zeros((3,), jnp.float32),
+        fish_wall_contact=jnp.zeros((4,), bool),
         energy=jnp.asarray(energy, jnp.float32).reshape(()),
         prey_xy=xy,
         prey_velocity=vel,
