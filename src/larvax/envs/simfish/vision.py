@@ -607,6 +607,8 @@ def observe(
     """
     if noise is None:
         noise = params.eyes_shot_noise
+    if noise and key is None:
+        raise ValueError("observe(noise=True) needs a PRNG key; got key=None")
     bg, prey, red, _ = _readings(
         params,
         fish_xy,
@@ -620,8 +622,6 @@ def observe(
     )
     uv = bg + prey
     if noise:
-        if key is None:
-            raise ValueError("observe(noise=True) needs a PRNG key; got key=None")
         ku, kr = jax.random.split(key)
         uv = poisson(ku, uv)
         red = poisson(kr, red)
