@@ -84,25 +84,30 @@ def test_mlp_torso_has_empty_carry_and_ignores_starts():
 
 
 @pytest.mark.parametrize("name", sorted(TORSOS))
-def test_every_torso_by_name_resets_at_starts(name):
-    rngs = nnx.Rngs(1)
-    torso = make_torso(name, 5, 8, rngs=rngs)
+def test_every_torso_by_name_builds_with_the_contract(name):
+    torso = make_torso(name, 5, 8, rngs=nnx.Rngs(1))
+    assert torso.out_features == 8
+    x = jnp.zeros((B, 3, 5))
+    carry = torso.initialize_carry((B,))
+    # shapes only (traced, not compiled): [B, T, 5] -> [B, T, 8], carry keeps its shapes
+    new_carry, y = jax.eval_shape(lambda x, c: torso(x, jnp.zeros((B, 3), bool), c), x, carry)
+    assert y.shape == (B, 3, 8)
+    assert jax.tree.map(lambda a: a.shape, new_carry) == jax.tree.map(jnp.shape, carry)
+
+
+@pytest.mark.parametrize("name", ["lstm", "mingru"])
+def test_torso_by_name_resets_at_starts(name):
+    torso = make_torso(name, 5, 8, rngs=nnx.Rngs(1))
     x = jax.random.normal(jax.random.key(0), (B, 3, 5))
     zero = torso.initialize_carry((B,))
     _, y_ref = torso(x, jnp.zeros((B, 3), bool), zero)
-    assert y_ref.shape == (B, 3, 8)
     # a random carry must be forgotten when the first step is a start
-    noisy = jax.tree.map(
-        lambda c: (
-            c + jax.random.normal(jax.random.key(1), c.shape, c.dtype)
-            if jnp.issubdtype(c.dtype, jnp.floating)
-            else c
-        ),
-        zero,
-    )
+    noisy = jax.tree.map(lambda c: c + jax.random.normal(jax.random.key(1), c.shape), zero)
     starts = jnp.zeros((B, 3), bool).at[:, 0].set(True)
     _, y = torso(x, starts, noisy)
     np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-5)
+    _, y_noisy = torso(x, jnp.zeros((B, 3), bool), noisy)
+    assert float(jnp.abs(y_noisy - y_ref).max()) > 1e-3  # without a start it is remembered
 
 
 def test_make_torso_errors():

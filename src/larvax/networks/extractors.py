@@ -94,8 +94,8 @@ def callable_path(fn: Callable) -> str:
     Short names of ``resolve_activation`` are returned for the identity. Raises
     ValueError for callables that cannot be re-imported (lambdas, closures).
     """
-    for name, f in _ACTIVATIONS.items():
-        if f is fn and name in ("identity",):
+    for name in ("identity", "linear"):
+        if _ACTIVATIONS[name] is fn:
             return name
     for module_name in _PUBLIC_MODULES:
         module = importlib.import_module(module_name)

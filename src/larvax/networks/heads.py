@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from larvax.networks.action_spaces import ActionSpace, Box, Free, SquashedPolicy, make_action_space
-from larvax.networks.extractors import MLP, _int_tuple, _positive_int, linear, resolve_activation
+from larvax.networks.extractors import MLP, _int_tuple, _positive_int, linear
 
 Array = jax.Array
 
@@ -280,7 +280,6 @@ class V(nnx.Module):
         rngs: nnx.Rngs,
     ):
         in_features = _positive_int("V.in_features", in_features)
-        self.activation = resolve_activation(activation)
         self.body, self.out = _mlp_out(
             in_features, hidden, 1, activation, hidden_scale, scale, rngs
         )

@@ -123,15 +123,13 @@ def add_time_axis(tree: PyTree) -> PyTree:
 
 
 def remove_time_axis(tree: PyTree) -> PyTree:
-    """``[B, 1, ...] -> [B, ...]`` for arrays; distrax distributions are sliced too."""
+    """``[B, 1, ...] -> [B, ...]`` for arrays; distrax distributions are indexed too."""
     import distrax
 
-    def squeeze(x):
-        if isinstance(x, distrax.Distribution):
-            return x[:, 0]
-        return x[:, 0]
+    def is_dist(x):
+        return isinstance(x, distrax.Distribution)
 
-    return jax.tree.map(squeeze, tree, is_leaf=lambda x: isinstance(x, distrax.Distribution))
+    return jax.tree.map(lambda x: x[:, 0], tree, is_leaf=is_dist)
 
 
 class StepMixin:
