@@ -267,3 +267,13 @@ def run_rows_chunk1(ref):
         r = run(dummy_config(chunk_updates=1, agent_config={"sleep_s": 0.0}),
                 run_dir=Path(t) / "r", progress=False)
         return strip_timing(r.rows)
+
+
+def test_nan_loss_before_learning_is_not_divergence():
+    from larvax.training.loop import _nonfinite_loss
+
+    nan = float("nan")
+    assert _nonfinite_loss({"loss": np.array([nan, nan]), "learner_steps": np.array([0.0, 0.0])}) is None
+    assert _nonfinite_loss({"loss": np.array([nan, nan]), "learner_steps": np.array([0.0, 2.0])}) == "loss"
+    assert _nonfinite_loss({"loss": np.array([1.0, np.inf])}) == "loss"
+    assert _nonfinite_loss({"q_loss": np.array([1.0, nan])}) == "q_loss"

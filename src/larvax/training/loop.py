@@ -133,8 +133,15 @@ def aggregate(metrics: dict, update0: int, elapsed: float, wall_before: float) -
 
 
 def _nonfinite_loss(metrics: dict) -> str | None:
+    """The first loss metric that is infinite, or NaN at an update that learned.
+
+    Agents report NaN losses before learning starts (e.g. R2D2 filling its replay); when
+    they report a cumulative ``learner_steps``, only updates with ``learner_steps > 0`` count.
+    """
+    learned = np.asarray(metrics.get("learner_steps", 1.0)) > 0
     for key, values in metrics.items():
-        if "loss" in key and not np.all(np.isfinite(np.asarray(values))):
+        values = np.asarray(values)
+        if "loss" in key and (np.any(np.isinf(values)) or np.any(np.isnan(values) & learned)):
             return key
     return None
 
@@ -235,10 +242,14 @@ def run(
             bad = _nonfinite_loss(metrics)
             if bad is not None:
                 last = ckpt.latest_step()
+                kept = (
+                    f"the last good checkpoint (update {last}) is kept in {run_dir / 'checkpoints'}"
+                    if last is not None
+                    else "no checkpoint had been written yet"
+                )
                 raise TrainingDiverged(
                     f"training stopped: {bad} became NaN or infinite between updates "
-                    f"{updates_done} and {updates_done + n}; the last good checkpoint "
-                    f"(update {last}) is kept in {run_dir / 'checkpoints'}"
+                    f"{updates_done} and {updates_done + n}; {kept}"
                 )
             state = new_state
             row = aggregate(metrics, updates_done, elapsed, wall_before)
