@@ -4,6 +4,9 @@ For each model: one jitted ``jax.grad`` of ``mean(y)`` with respect to all param
 ``x [B, T, F]`` with episode starts (probability 1/100 per step), from the initial carry.
 Reports the median time per call over ``--repeats`` calls (after one compile call),
 ``steps/s = B * T / time`` and, at the longest T, each model's steps/s relative to LSTM.
+The linear-recurrent models run with their default parallel associative scan and again
+as ``<name>[sequential]`` with ``scan="sequential"`` (same function, a ``lax.scan`` loop,
+often faster on CPU).
 
 Full run (the measurement): ``python benchmarks/sequence_models.py``
     B = 64, F = hidden = 128, T in {128, 1024}, CPU.
@@ -30,7 +33,7 @@ from flax import nnx
 from larvax.networks import blocks
 from larvax.networks import sequence as seq
 
-PARALLEL_SCAN_MODELS = ("MinGRU", "LRU", "S5", "Mamba")
+PARALLEL_SCAN_MODELS = ("MinGRU", "LRU", "S5", "Mamba")  # default scan="associative"
 
 
 def build_models(features: int, hidden: int, cache_size: int, heads: int) -> dict:
@@ -45,6 +48,10 @@ def build_models(features: int, hidden: int, cache_size: int, heads: int) -> dic
         "LRU": lambda: seq.LRU(features, hidden, rngs=r(5)),
         "S5": lambda: seq.S5(features, hidden, rngs=r(6)),
         "Mamba": lambda: seq.Mamba(features, hidden, rngs=r(7)),
+        "MinGRU[sequential]": lambda: seq.MinGRU(features, hidden, scan="sequential", rngs=r(4)),
+        "LRU[sequential]": lambda: seq.LRU(features, hidden, scan="sequential", rngs=r(5)),
+        "S5[sequential]": lambda: seq.S5(features, hidden, scan="sequential", rngs=r(6)),
+        "Mamba[sequential]": lambda: seq.Mamba(features, hidden, scan="sequential", rngs=r(7)),
         "SelfAttention": lambda: seq.SelfAttention(hidden, heads, cache_size, rngs=r(8)),
         "Transformer(1 layer)": lambda: blocks.transformer(
             hidden, heads, cache_size, num_layers=1, rngs=r(9)

@@ -287,6 +287,27 @@ def test_scan_hand_computed():
     np.testing.assert_allclose(h2, h, atol=1e-7)
 
 
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda scan: seq.MinGRU(F, H, scan=scan, rngs=nnx.Rngs(30)),
+        lambda scan: seq.LRU(F, H, state_size=3, scan=scan, rngs=nnx.Rngs(31)),
+        lambda scan: seq.S5(F, H, state_size=3, scan=scan, rngs=nnx.Rngs(32)),
+        lambda scan: seq.Mamba(F, H, state_size=2, chunk_size=3, scan=scan, rngs=nnx.Rngs(33)),
+    ],
+    ids=["MinGRU", "LRU", "S5", "Mamba"],
+)
+def test_sequential_scan_option_equals_associative(build):
+    x, starts = _data(8, F, rows=2)
+    par, sq = Runner(build("associative")), Runner(build("sequential"))
+    carry, _ = par(x[:, :4], starts[:, :4])  # a non-initial carry
+    c_par, y_par = par(x, starts, carry)
+    c_seq, y_seq = sq(x, starts, carry)
+    np.testing.assert_allclose(y_seq, y_par, atol=ATOL)
+    for a, b in zip(jax.tree.leaves(c_seq), jax.tree.leaves(c_par), strict=True):
+        np.testing.assert_allclose(a, b, atol=ATOL)
+
+
 # ----------------------------------------------------------------------------- references
 
 
@@ -503,6 +524,8 @@ def test_attention_window_is_cache_size():
         (lambda: seq.Mamba(3, 4, conv_size=0, rngs=nnx.Rngs(0)), r"Mamba\.conv_size.*0"),
         (lambda: seq.Mamba(3, 4, expand="2", rngs=nnx.Rngs(0)), r"Mamba\.expand.*'2'"),
         (lambda: seq.Mamba(3, 4, chunk_size=0, rngs=nnx.Rngs(0)), r"Mamba\.chunk_size"),
+        (lambda: seq.Mamba(3, 4, scan="fast", rngs=nnx.Rngs(0)), r"Mamba\.scan.*'fast'"),
+        (lambda: seq.LRU(3, 4, scan="parallel", rngs=nnx.Rngs(0)), r"LRU\.scan.*associative"),
         (lambda: seq.SelfAttention(6, 4, 8, rngs=nnx.Rngs(0)), r"features.*divisible.*num_heads"),
         (lambda: seq.SelfAttention(6, 2, 8, rngs=nnx.Rngs(0)), r"even head size.*3"),
         (lambda: seq.SelfAttention(8, 2, 0, rngs=nnx.Rngs(0)), r"SelfAttention\.cache_size"),

@@ -13,7 +13,7 @@ from larvax.networks.sequence.base import (
     check_inputs,
     check_positive_int,
 )
-from larvax.networks.sequence.scan import linear_scan
+from larvax.networks.sequence.scan import check_scan_method, scan_function
 
 Array = jax.Array
 
@@ -40,6 +40,8 @@ class LRU(nnx.Module):
         state_size: N, complex state size (default H).
         r_min, r_max: ring radii of the eigenvalue initialisation, ``0 <= r_min < r_max <= 1``.
         max_phase: largest initial eigenvalue phase, rad (default 2 pi).
+        scan: ``"associative"`` (parallel in time; default) or ``"sequential"``
+            (a ``lax.scan`` loop, often faster on CPU); both compute the same function.
         rngs: ``nnx.Rngs``.
 
     Carry: ``h`` ``[B, N]`` complex64; output ``y``: ``[B, T, H]`` float32.
@@ -54,9 +56,11 @@ class LRU(nnx.Module):
         r_min: float = 0.0,
         r_max: float = 1.0,
         max_phase: float = 2 * math.pi,
+        scan: str = "associative",
         rngs: nnx.Rngs,
     ):
         self.in_features = check_positive_int("LRU", "in_features", in_features)
+        self.scan = check_scan_method("LRU", scan)
         self.hidden_size = check_positive_int("LRU", "hidden_size", hidden_size)
         self.state_size = check_positive_int(
             "LRU", "state_size", hidden_size if state_size is None else state_size
@@ -101,6 +105,6 @@ class LRU(nnx.Module):
             carry = self.initialize_carry(x.shape[:1])
         gamma = jnp.exp(self.gamma_log[...])
         bx = (x @ self.B_re[...]) + 1j * (x @ self.B_im[...])  # [B, T, N]
-        h = linear_scan(self.eigenvalues(), gamma * bx, starts, carry)
+        h = scan_function(self.scan)(self.eigenvalues(), gamma * bx, starts, carry)
         y = h.real @ self.C_re[...] - h.imag @ self.C_im[...] + x @ self.D[...]
         return h[:, -1], y

@@ -11,7 +11,7 @@ from larvax.networks.sequence.base import (
     check_inputs,
     check_positive_int,
 )
-from larvax.networks.sequence.scan import linear_scan
+from larvax.networks.sequence.scan import check_scan_method, scan_function
 
 Array = jax.Array
 
@@ -29,13 +29,19 @@ class MinGRU(nnx.Module):
     ``b = z * h~``). ``1 - z`` is evaluated as ``sigmoid(-k)`` to avoid cancellation.
 
     Args:
-        in_features: F; hidden_size: H (output size); rngs: ``nnx.Rngs``.
+        in_features: F; hidden_size: H (output size).
+        scan: ``"associative"`` (parallel in time; default) or ``"sequential"``
+            (a ``lax.scan`` loop, often faster on CPU); both compute the same function.
+        rngs: ``nnx.Rngs``.
 
     Carry: ``h`` ``[B, H]``; output ``y = h``: ``[B, T, H]``.
     """
 
-    def __init__(self, in_features: int, hidden_size: int, *, rngs: nnx.Rngs):
+    def __init__(
+        self, in_features: int, hidden_size: int, *, scan: str = "associative", rngs: nnx.Rngs
+    ):
         self.in_features = check_positive_int("MinGRU", "in_features", in_features)
+        self.scan = check_scan_method("MinGRU", scan)
         self.hidden_size = check_positive_int("MinGRU", "hidden_size", hidden_size)
         self.out_features = self.hidden_size
         self.proj = nnx.Linear(self.in_features, 2 * self.hidden_size, rngs=rngs)
@@ -51,5 +57,5 @@ class MinGRU(nnx.Module):
         k, h_tilde = jnp.split(self.proj(x), 2, axis=-1)
         a = jax.nn.sigmoid(-k)  # 1 - z
         b = jax.nn.sigmoid(k) * h_tilde  # z * h~
-        h = linear_scan(a, b, starts, carry)
+        h = scan_function(self.scan)(a, b, starts, carry)
         return h[:, -1], h

@@ -15,7 +15,7 @@ from larvax.networks.sequence.base import (
     check_positive_float,
     check_positive_int,
 )
-from larvax.networks.sequence.scan import linear_scan
+from larvax.networks.sequence.scan import check_scan_method, scan_function
 
 Array = jax.Array
 
@@ -73,6 +73,8 @@ class S5(nnx.Module):
         state_size: N, complex states kept (HiPPO order 2N); default H.
         dt_min, dt_max: range of the initial discretisation step (dimensionless,
             ``0 < dt_min <= dt_max``).
+        scan: ``"associative"`` (parallel in time; default) or ``"sequential"``
+            (a ``lax.scan`` loop, often faster on CPU); both compute the same function.
         rngs: ``nnx.Rngs``.
 
     Carry: ``h`` ``[B, N]`` complex64; output ``y``: ``[B, T, H]`` float32.
@@ -86,9 +88,11 @@ class S5(nnx.Module):
         state_size: int | None = None,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
+        scan: str = "associative",
         rngs: nnx.Rngs,
     ):
         self.in_features = check_positive_int("S5", "in_features", in_features)
+        self.scan = check_scan_method("S5", scan)
         self.hidden_size = check_positive_int("S5", "hidden_size", hidden_size)
         self.state_size = check_positive_int(
             "S5", "state_size", hidden_size if state_size is None else state_size
@@ -134,6 +138,6 @@ class S5(nnx.Module):
             carry = self.initialize_carry(x.shape[:1])
         lam_bar, b_bar = self.discretize()
         bu = x @ b_bar.real + 1j * (x @ b_bar.imag)  # [B, T, N]
-        h = linear_scan(lam_bar, bu, starts, carry)
+        h = scan_function(self.scan)(lam_bar, bu, starts, carry)
         y = 2.0 * (h.real @ self.C_re[...] - h.imag @ self.C_im[...]) + x @ self.D[...]
         return h[:, -1], y
