@@ -175,3 +175,17 @@ def test_activation_resolution_and_paths():
 def test_bad_arguments(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+def test_retina_on_golden_observations_and_env_reflection(retina, simfish_data_dir):
+    """Reference Simfish observations: the env's mirror (reflect_observation) swaps the eyes'
+    retina features exactly, and counts up to 255 give finite features."""
+    from larvax.envs.simfish.vision import reflect_observation
+
+    visual = jnp.asarray(np.load(simfish_data_dir / "observations.npz")["visual"][:16])
+    assert visual.shape == (16, 139, 3, 2)
+    y = retina(visual)
+    ym = retina(reflect_observation(visual))
+    assert bool(jnp.all(jnp.isfinite(y)))
+    np.testing.assert_allclose(ym[:, :280], y[:, 280:], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(ym[:, 280:], y[:, :280], rtol=1e-5, atol=1e-3)
