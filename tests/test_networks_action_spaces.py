@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from larvax.networks.action_spaces import (
     Box,
@@ -133,3 +135,17 @@ def test_make_action_space_and_config_round_trip():
 def test_bad_action_spaces(spec, match):
     with pytest.raises(ValueError, match=match):
         make_action_space(spec)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(
+    x=st.lists(st.floats(-2.5, 2.5, width=32), min_size=1, max_size=4),  # |x| <= 5: float32 ok
+    max_norm=st.floats(0.1, 10.0),
+)
+def test_max_norm_log_det_property(x, max_norm):
+    space = MaxNorm(max_norm)
+    x = jnp.asarray(x, jnp.float32)
+    _, expected = jnp.linalg.slogdet(jax.jacfwd(space.forward)(x))
+    _, log_det = space.forward_and_log_det(x)
+    np.testing.assert_allclose(log_det, expected, rtol=1e-3, atol=2e-3)
+    assert float(jnp.linalg.norm(space.forward(x))) <= max_norm * (1 + 1e-5)

@@ -189,3 +189,9 @@ def test_retina_on_golden_observations_and_env_reflection(retina, simfish_data_d
     assert bool(jnp.all(jnp.isfinite(y)))
     np.testing.assert_allclose(ym[:, :280], y[:, 280:], rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(ym[:, 280:], y[:, :280], rtol=1e-5, atol=1e-3)
+
+
+def test_mlp_rejects_wrong_feature_size():
+    mlp = ex.MLP(3, [4], rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="expected in_features=3"):
+        mlp(jnp.ones((2, 5, 4)))

@@ -194,6 +194,11 @@ class MLP(nnx.Module):
         self.out_features = sizes[-1]
 
     def __call__(self, x: Array) -> Array:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"MLP input has {x.shape[-1]} features on its last axis (shape {x.shape}), "
+                f"expected in_features={self.in_features}"
+            )
         n = len(self.layers)
         for i, layer in enumerate(self.layers):
             x = layer(x)
