@@ -47,6 +47,9 @@ def test_all_ready_made_models_are_registered():
     assert info["r2d2_simfish"]["parameters"] == {"num_actions": 21, "visual_scale": 1.0}
     assert info["recurrent_q"]["parameters"]["num_actions"] == "<required>"
     assert info["recurrent_q"]["class"] == "larvax.networks.models.RecurrentQNetwork"
+    assert info["r2d2_simfish"]["signature"] == (
+        "R2D2SimfishNetwork(num_actions=21, visual_scale=1.0, *, rngs)"
+    )
     json.dumps(info)  # JSON-serialisable for `larvax models`
 
 

@@ -169,6 +169,14 @@ def metadata(model: nnx.Module) -> dict:
     return {"name": name, "kwargs": json.loads(model._registry_kwargs)}
 
 
+def _plain_signature(sig: inspect.Signature) -> inspect.Signature:
+    """The constructor signature without ``self`` and without type annotations."""
+    params = [
+        p.replace(annotation=inspect.Parameter.empty) for p in list(sig.parameters.values())[1:]
+    ]
+    return sig.replace(parameters=params, return_annotation=inspect.Signature.empty)
+
+
 def list_models() -> dict[str, dict]:
     """Registered models: ``{name: {"class", "signature", "parameters", "doc"}}``.
 
@@ -194,7 +202,7 @@ def list_models() -> dict[str, dict]:
         doc = (inspect.getdoc(cls) or "").strip().splitlines()
         out[name] = {
             "class": f"{cls.__module__}.{cls.__qualname__}",
-            "signature": f"{cls.__name__}{sig}".replace("(self, ", "(", 1),
+            "signature": cls.__name__ + str(_plain_signature(sig)),
             "parameters": params,
             "doc": doc[0] if doc else "",
         }
