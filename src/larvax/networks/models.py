@@ -10,7 +10,8 @@ with ``observation`` a pytree of ``[B, T, ...]`` arrays, ``prev_action`` int32 `
 (``-1`` = none, embedded as zeros) or float32 ``[B, T, action_dim]``, ``prev_reward``
 float32 ``[B, T]`` and ``starts`` bool ``[B, T]``. Models that do not use
 ``prev_action``/``prev_reward`` (``use_prev_action=False`` / ``use_prev_reward=False``)
-accept and ignore them.
+accept and ignore them (None is fine then). For continuous actions there is no ``-1``:
+pass zeros as the previous action on the first step of an episode.
 
 Q-networks (``"r2d2_simfish"``, ``"recurrent_q"``) return ``out = q_values [B, T, A]``.
 Actor-critics (``"shared_actor_critic"``, ``"actor_critic"``, ``"lstm_actor_critic"``,
