@@ -395,6 +395,17 @@ def test_poisson_moments(lam):
         assert abs(x.var() - lam) < 5 * np.sqrt((2 * lam**2 + lam) / n)
     if lam == 0.5:
         assert abs((x == 0).mean() - np.exp(-0.5)) < 0.01  # P(0) = e^-lam
+    if lam in (4.0, 40.0, 150.0):
+        # chi-square goodness of fit against the Poisson pmf over bins with >= 20 expected
+        from scipy import stats
+
+        k = np.arange(int(lam + 8 * np.sqrt(lam)) + 1)
+        expected = stats.poisson.pmf(k, lam) * n
+        keep = expected >= 20
+        observed = np.bincount(x.astype(int), minlength=len(k))[: len(k)]
+        chi2 = (((observed - expected) ** 2 / expected)[keep]).sum()
+        dof = keep.sum() - 1
+        assert chi2 < dof + 6 * np.sqrt(2 * dof), (chi2, dof)  # ~ 4 sigma above the mean
 
 
 def test_hashed_uniforms_are_uniform_and_keyed():
@@ -485,3 +496,22 @@ def test_bad_inputs_raise_clear_errors():
         scene.observe_scene({f: 0 for f in scene.SCENE_FIELDS}, preset=3)
     with pytest.raises(ValueError, match="obs_grid_size"):
         vision.eye_geometry(PARAMS.replace(obs_grid_size=100))
+
+
+def test_state_from_scene_observed_by_env_equals_scene_api(golden):
+    from larvax.envs.simfish.env import Simfish
+
+    obs, sed, _ = golden
+    i = 90  # a scene with a predator
+    sc = scene.scene_from_golden(obs, i, sed["sediment"])
+    params = SimfishParams(eyes_shot_noise=False)
+    state = scene.state_from_scene(sc, params)
+    assert bool(state.predator_present) == bool(obs["predator_present"][i])
+    assert int(np.asarray(state.prey_alive).sum()) == int(obs["n_prey"][i])
+    np.testing.assert_allclose(np.asarray(state.fish_xy), [obs["fish_x"][i], obs["fish_y"][i]])
+    env = Simfish(params, sediment=scene.sediment_pool_from_scene(sc))
+    o = env.observe(jax.random.key(0), state)
+    visual, internal = scene.observe_scene(sc, params)
+    np.testing.assert_array_equal(np.asarray(o["visual"]), visual)
+    np.testing.assert_allclose(np.asarray(o["internal"]), internal, rtol=1e-6)
+    assert np.abs(visual - obs["visual"][i]).max() <= 3

@@ -147,7 +147,10 @@ class Circle(NamedTuple):
     first: int32 ``[n]`` first index holding the same angle; cell_lo: int32 ``[M + 1]``
     ``searchsorted(angles, -pi + m * 2 pi / M)`` (every cell holds at most one distinct
     angle, so a lookup plus one comparison gives searchsorted); window: int, the most
-    circle pixels a receptor can average.
+    circle pixels a receptor can average; table: float32 ``[C, n, 4]`` per eye-pixel class
+    (the eye's integer pixel minus the window centre, ``(dx, dy)`` in
+    ``[class_lo, class_lo + class_n)^2``, ``c = (dx - lo) * class_n + (dy - lo)``):
+    (drow, dcol, exp(-decay * distance from the window centre), angle) of each pixel.
     """
 
     offsets: np.ndarray
@@ -155,12 +158,15 @@ class Circle(NamedTuple):
     first: np.ndarray
     cell_lo: np.ndarray
     window: int
+    table: np.ndarray
+    class_lo: int
+    class_n: int
 
 
 _CELLS = 16384
 
 
-def _bresenham_circle(radius: int, half_rf: float) -> Circle:
+def _bresenham_circle(radius: int, half_rf: float, biasx: float, decay: float) -> Circle:
     """The reference's 8-way Bresenham circle (duplicates kept), sorted by angle."""
     pts = []
 
@@ -195,8 +201,23 @@ def _bresenham_circle(radius: int, half_rf: float) -> Circle:
     li = np.clip(_closest_sorted_np(ang, t - half_rf), 0, n - 1)
     ri = np.maximum(li + 1, np.minimum(_closest_sorted_np(ang, t + half_rf) + 1, n))
     window = int((ri - li).max()) + 2
+    lo = int(np.floor(-biasx))
+    nc = int(np.floor(biasx)) - lo + 1
+    table = np.zeros((nc * nc, n, 4))
+    for a in range(nc):
+        for b in range(nc):
+            dx, dy = lo + a, lo + b
+            dist = np.hypot(off[:, 1] + dx, off[:, 0] + dy)
+            table[a * nc + b] = np.stack([off[:, 0], off[:, 1], np.exp(-decay * dist), ang], -1)
     return Circle(
-        off.astype(np.int32), ang, first.astype(np.int32), cell_lo.astype(np.int32), window
+        off.astype(np.int32),
+        ang,
+        first.astype(np.int32),
+        cell_lo.astype(np.int32),
+        window,
+        table.astype(np.float32),
+        lo,
+        nc,
     )
 
 
@@ -245,7 +266,10 @@ def eye_geometry(params: SimfishParams) -> EyeGeometry:
         int(np.round(params.fish_elevation_px * np.tan(np.radians(el))))
         for el in params.viewing_elevations_deg
     )
-    circles = tuple(_bresenham_circle(r, params.red_rf_size / 2) for r in radii)
+    circles = tuple(
+        _bresenham_circle(r, params.red_rf_size / 2, params.eyes_biasx, params.light_decay_rate)
+        for r in radii
+    )
     uv_range = abs(math.log(0.001) / params.light_decay_rate)
     red_half = (
         int(
@@ -412,6 +436,11 @@ def uv_prey(
         lb = jnp.clip(jnp.ceil((theta - half_ang + jnp.pi) / PREY_BIN_RAD - 0.5), 0, n_bins - 1)
         rb = jnp.clip(jnp.ceil((theta + half_ang + jnp.pi) / PREY_BIN_RAD - 0.5), 0, n_bins - 1)
         b = jnp.where(valid, bright, 0.0)
+        # Pass the per-prey bins through a (2 x 2 identity) matmul: it materialises them;
+        # otherwise XLA fuses their computation into the [P, R] loop below and recomputes
+        # it for every receptor. Exact: integers < 2^24 times 1 and 0.
+        lbrb = jnp.dot(jnp.stack([lb, rb], -1), jnp.eye(2, dtype=jnp.float32))
+        lb, rb = lbrb[:, 0], lbrb[:, 1]
         # bins shared by [lb, rb] and the receptor's [s, e]: integers, exact in float32
         rbins = jnp.asarray(geo.uv_bins[e], jnp.float32)  # [R, 2]
         lo = jnp.maximum(lb[:, None], rbins[None, :, 0])
@@ -472,15 +501,18 @@ def red_channels(
         ri = jnp.maximum(li + 1, jnp.minimum(ri, n))
         j = jnp.minimum(li[:, None] + jnp.arange(circle.window)[None, :], n - 1)  # [R, K]
         take = (li[:, None] + jnp.arange(circle.window)[None, :]) < ri[:, None]
-        off = jnp.asarray(circle.offsets)[j]  # [R, K, 2]
-        jy = ey + off[..., 0]
-        jx = ex + off[..., 1]
-        val, wx, wy = _window_value(params, centre, jx, jy, half)
+        # one gather from the static table: offsets, decay from the window centre, angle
+        cls = (ex - half - circle.class_lo) * circle.class_n + (ey - half - circle.class_lo)
+        cls = jnp.clip(cls, 0, circle.class_n**2 - 1)
+        t = jnp.asarray(circle.table)[cls][j]  # [R, K, 4]
+        wy = centre[1] + (ey - half) + t[..., 0].astype(jnp.int32)
+        wx = centre[0] + (ex - half) + t[..., 1].astype(jnp.int32)
         inside = (wx >= 0) & (wx < params.arena_width) & (wy >= 0) & (wy < params.arena_height)
+        val = arena.luminance_at_rows(params, wy) * t[..., 2]
         sx = jnp.clip(wx, 0, params.arena_width - 1)
         sy = jnp.clip(wy, 0, params.arena_height - 1)
         sed = arena.sediment_at(sediment, sx, sy)
-        angf = jnp.asarray(circle.angles, jnp.float32)[j]
+        angf = t[..., 3]
         between = jnp.where(
             p_left > p_right,
             (angf < p_left) & (angf > p_right),
@@ -629,9 +661,19 @@ def observe(
     return jnp.clip(jnp.floor(raw), 0.0, 255.0).astype(jnp.float32)
 
 
-_POISSON_SMALL = 12.0  # below: inversion with a fixed number of terms; above: PTRS
-_POISSON_TERMS = 48  # P(X >= 48 | lam < 12) < 1e-13
-_POISSON_TRIES = 6  # PTRS accepts >= 89 % per try for lam >= 10: all 6 fail w.p. < 2e-6
+_POISSON_SMALL = 10.0  # below: inversion with a fixed number of terms; above: PTRS
+_POISSON_TERMS = 40  # P(X >= 40 | lam < 10) < 1e-11
+_POISSON_TRIES = 4  # PTRS accepts >= 88 % per try for lam >= 10: all 4 fail w.p. < 2e-4
+
+
+def _log_factorial(k: Array) -> Array:
+    """log(k!) by Stirling's series with terms to 1/(1260 n^5), n = k + 1 (error < 3e-4 at
+    k = 0, < 1e-8 for k >= 5): cheaper than ``lax.lgamma`` in the PTRS acceptance test."""
+    n = k + 1.0
+    inv = 1.0 / n
+    inv2 = inv * inv
+    series = inv * (1.0 / 12.0 - inv2 * (1.0 / 360.0 - inv2 / 1260.0))
+    return (n - 0.5) * jnp.log(n) - n + 0.5 * np.log(2 * np.pi) + series
 
 
 def _mix32(x: Array) -> Array:
@@ -666,11 +708,11 @@ def poisson(key: Array, lam: Array) -> Array:
     over a batch of fish, draw fresh threefry numbers for every lane on every iteration;
     it took ~1.2 us per sample here (252 samples per fish step) and dominated the step.
     This sampler takes its uniforms from :func:`hashed_uniforms` (one key draw) and has
-    no loops: inversion of the CDF over ``_POISSON_TERMS`` terms for ``lam < 12`` (exact
-    up to 1e-13), and for ``lam >= 12`` the transformed rejection with squeeze (PTRS) of
+    no loops: inversion of the CDF over ``_POISSON_TERMS`` terms for ``lam < 10`` (exact
+    up to 1e-11), and for ``lam >= 10`` the transformed rejection with squeeze (PTRS) of
     Hormann (1993), "The transformed rejection method for generating Poisson random
     variables", Insurance: Mathematics and Economics 12, 39-45, unrolled
-    ``_POISSON_TRIES`` times; if every try is rejected (probability < 2e-6) the sample is
+    ``_POISSON_TRIES`` times; if every try is rejected (probability < 2e-4) the sample is
     ``round(lam + sqrt(lam) (2 u - 1) sqrt(3))`` (mean and variance kept).
     """
     lam = jnp.maximum(jnp.asarray(lam, jnp.float32), 0.0)
@@ -701,8 +743,8 @@ def poisson(key: Array, lam: Array) -> Array:
         k = jnp.floor((2.0 * a / us + b) * uu + big + 0.43)
         squeeze = (us >= 0.07) & (v <= vr)
         reject = (k < 0) | ((us < 0.013) & (v > us))
-        lhs = jnp.log(v) + log_inv_alpha - jnp.log(a / (us * us) + b)
-        rhs = -big + k * loglam - jax.lax.lgamma(jnp.maximum(k, 0.0) + 1.0)
+        lhs = jnp.log(v / (a / (us * us) + b)) + log_inv_alpha
+        rhs = -big + k * loglam - _log_factorial(jnp.maximum(k, 0.0))
         accept = squeeze | (~reject & (lhs <= rhs))
         result = jnp.where(accept, k, result)
     result = jnp.maximum(result, 0.0)
