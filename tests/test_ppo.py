@@ -417,3 +417,25 @@ def test_library_network_replay_on_memory_task():
         state = new_state
     assert bool(traj.starts[:, 1:].any())  # an episode (52 steps) began inside rollout 2
     assert float(jnp.abs(start_carry).max()) > 0
+
+
+def test_truncation_value_is_value_of_final_observation(agent, rollout_data):
+    """truncation_value[b, t] = V(final observation) with the ended episode's carry: the
+    value of a replayed sequence continued by one step on CueEnv's final observation
+    ([0, 1.0] at step 5), prev action/reward = the last ones, no start."""
+    state, _, traj, start_carry, _ = rollout_data
+    tr = np.asarray(traj.truncated)
+    b, t = (int(i) for i in np.argwhere(tr)[0])
+
+    def cat(x, last):
+        return jnp.concatenate([x[b : b + 1, : t + 1], last], axis=1)
+
+    seq = traj._replace(
+        observation=cat(traj.observation, jnp.array([[[0.0, 1.0]]])),
+        prev_action=cat(traj.prev_action, traj.action[b : b + 1, t : t + 1]),
+        prev_reward=cat(traj.prev_reward, traj.reward[b : b + 1, t : t + 1]),
+        starts=cat(traj.starts, jnp.zeros((1, 1), bool)),
+        action=cat(traj.action, jnp.zeros((1, 1), jnp.int32)),
+    )
+    _, value, _ = agent.evaluate(state.params, state.model_state, seq, start_carry[b : b + 1])
+    np.testing.assert_allclose(value[0, -1], traj.truncation_value[b, t], atol=1e-5)
