@@ -26,6 +26,13 @@ def _starts():
     return jnp.zeros((B, T), bool).at[0, 1].set(True)
 
 
+def _jit(model):
+    """``model(x, starts, carry)`` compiled once (eager dispatch of scans is slow)."""
+    graphdef, state = nnx.split(model)
+    apply = jax.jit(lambda state, x, s, c: nnx.merge(graphdef, state)(x, s, c))
+    return lambda x, s, c: apply(state, x, s, c)
+
+
 def _layer_norm(x):
     x = np.asarray(x, np.float64)
     mu = x.mean(-1, keepdims=True)
@@ -88,10 +95,10 @@ def test_stack_threads_a_tuple_of_carries():
     carry0 = stack.initialize_carry((B,))
     assert isinstance(carry0, tuple) and len(carry0) == 3 and carry0[1] == ()
     x = _x(4, 3)
-    carry, y = stack(x, _starts(), carry0)
-    c1, h1 = gru(x, _starts(), gru.initialize_carry((B,)))
-    _, h2 = ffn(h1, _starts(), ())
-    c3, h3 = mingru(h2, _starts(), mingru.initialize_carry((B,)))
+    carry, y = _jit(stack)(x, _starts(), carry0)
+    c1, h1 = _jit(gru)(x, _starts(), gru.initialize_carry((B,)))
+    _, h2 = _jit(ffn)(h1, _starts(), ())
+    c3, h3 = _jit(mingru)(h2, _starts(), mingru.initialize_carry((B,)))
     np.testing.assert_allclose(y, h3, atol=ATOL)
     np.testing.assert_allclose(carry[0], c1, atol=ATOL)
     np.testing.assert_allclose(carry[2], c3, atol=ATOL)
@@ -105,7 +112,7 @@ def test_transformer_layout():
     assert isinstance(carry[0], seq.AttentionCache) and carry[0].keys.shape == (B, 5, 2, 4)
     assert carry[1] == () and carry[4] == ()
     assert model.layers[1].layer.layer.hidden == 12
-    _, y = model(_x(5, 8), _starts(), carry)
+    _, y = _jit(model)(_x(5, 8), _starts(), carry)
     # final LayerNorm: zero mean, unit variance over features
     np.testing.assert_allclose(np.asarray(y).mean(-1), 0.0, atol=1e-5)
     np.testing.assert_allclose(np.asarray(y).var(-1), 1.0, atol=1e-3)

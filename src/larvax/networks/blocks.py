@@ -159,8 +159,9 @@ def transformer(
     """A pre-LN transformer torso with a sliding-window attention cache, plus a final LN.
 
     ``num_layers`` times ``Residual(PreNorm(SelfAttention))``, ``Residual(PreNorm(FFN))``,
-    then ``PreNorm(identity)``-style final LayerNorm (as in GPT-2). ``ffn_hidden`` defaults
-    to ``4 * features``. Input and output ``[B, T, features]``.
+    then a final LayerNorm (as in GPT-2). ``ffn_hidden`` defaults to ``4 * features``.
+    Input and output ``[B, T, features]``; the carry is a tuple of ``2 * num_layers + 1``
+    entries (attention caches, ``()`` for the stateless layers).
     """
     check_positive_int("transformer", "num_layers", num_layers)
     hidden = 4 * features if ffn_hidden is None else ffn_hidden

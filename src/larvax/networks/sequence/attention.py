@@ -128,7 +128,7 @@ class SelfAttention(nnx.Module):
         return jnp.einsum("...hqk,...khd->...qhd", weights, v)
 
     def __call__(self, x: Array, starts: Array, carry: AttentionCache | None = None):
-        check_inputs("SelfAttention", x, starts, self.features)
+        starts = check_inputs("SelfAttention", x, starts, self.features)
         bsz, t, _ = x.shape
         s = self.cache_size
         if carry is None:

@@ -58,8 +58,12 @@ def check_batch_shape(owner: str, batch_shape: Any) -> tuple[int, ...]:
     return shape
 
 
-def check_inputs(owner: str, x: Array, starts: Array, in_features: int | None) -> None:
-    """Check ``x [B, T, F]`` and ``starts [B, T]`` (shapes are static, so this is free)."""
+def check_inputs(owner: str, x: Array, starts: Array, in_features: int | None) -> Array:
+    """Check ``x [B, T, F]`` and ``starts [B, T]``; return ``starts`` as bool.
+
+    Shapes are static, so the check costs nothing under ``jit``. ``starts`` may be bool or
+    numeric (nonzero = start, e.g. a float ``done`` flag of the previous step).
+    """
     if x.ndim != 3:
         raise ValueError(f"{owner}: x must have shape [B, T, F], got shape {tuple(x.shape)}")
     if in_features is not None and x.shape[-1] != in_features:
@@ -71,6 +75,7 @@ def check_inputs(owner: str, x: Array, starts: Array, in_features: int | None) -
             f"{owner}: starts must have shape [B, T] = {tuple(x.shape[:2])}, got "
             f"{tuple(starts.shape)}"
         )
+    return jnp.asarray(starts).astype(bool)
 
 
 def reset_where(start: Array, init: PyTree, carry: PyTree) -> PyTree:

@@ -100,7 +100,7 @@ class LRU(nnx.Module):
         return jnp.exp(-jnp.exp(self.nu_log[...]) + 1j * jnp.exp(self.theta_log[...]))
 
     def __call__(self, x: Array, starts: Array, carry=None):
-        check_inputs("LRU", x, starts, self.in_features)
+        starts = check_inputs("LRU", x, starts, self.in_features)
         if carry is None:
             carry = self.initialize_carry(x.shape[:1])
         gamma = jnp.exp(self.gamma_log[...])

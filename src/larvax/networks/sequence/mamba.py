@@ -182,7 +182,7 @@ class Mamba(nnx.Module):
         return y, h
 
     def __call__(self, x: Array, starts: Array, carry=None):
-        check_inputs("Mamba", x, starts, self.in_features)
+        starts = check_inputs("Mamba", x, starts, self.in_features)
         if carry is None:
             carry = self.initialize_carry(x.shape[:1])
         h0, buffer = carry

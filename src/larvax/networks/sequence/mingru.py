@@ -51,7 +51,7 @@ class MinGRU(nnx.Module):
         return jnp.zeros(shape, jnp.float32)
 
     def __call__(self, x: Array, starts: Array, carry=None):
-        check_inputs("MinGRU", x, starts, self.in_features)
+        starts = check_inputs("MinGRU", x, starts, self.in_features)
         if carry is None:
             carry = self.initialize_carry(x.shape[:1])
         k, h_tilde = jnp.split(self.proj(x), 2, axis=-1)

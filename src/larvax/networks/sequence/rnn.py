@@ -68,7 +68,7 @@ class LSTM(nnx.Module):
         return jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32)
 
     def __call__(self, x: Array, starts: Array, carry=None):
-        check_inputs("LSTM", x, starts, self.in_features)
+        starts = check_inputs("LSTM", x, starts, self.in_features)
         if carry is None:
             carry = self.initialize_carry(x.shape[:1])
         init = self.initialize_carry(x.shape[:1])
@@ -117,7 +117,7 @@ class GRU(nnx.Module):
         return jnp.zeros(shape, jnp.float32)
 
     def __call__(self, x: Array, starts: Array, carry=None):
-        check_inputs("GRU", x, starts, self.in_features)
+        starts = check_inputs("GRU", x, starts, self.in_features)
         if carry is None:
             carry = self.initialize_carry(x.shape[:1])
         init = self.initialize_carry(x.shape[:1])
@@ -168,7 +168,7 @@ class RNN(nnx.Module):
         return self.cell.initialize_carry(shape + (features,), nnx.Rngs(carry=0))
 
     def __call__(self, x: Array, starts: Array, carry=None):
-        check_inputs("RNN", x, starts, self.in_features)
+        starts = check_inputs("RNN", x, starts, self.in_features)
         if carry is None:
             carry = self.initialize_carry(x.shape[:1])
         init = self.initialize_carry(x.shape[:1])

@@ -133,7 +133,7 @@ class S5(nnx.Module):
         return lam_bar, b_bar
 
     def __call__(self, x: Array, starts: Array, carry=None):
-        check_inputs("S5", x, starts, self.in_features)
+        starts = check_inputs("S5", x, starts, self.in_features)
         if carry is None:
             carry = self.initialize_carry(x.shape[:1])
         lam_bar, b_bar = self.discretize()
