@@ -515,3 +515,19 @@ def test_state_from_scene_observed_by_env_equals_scene_api(golden):
     np.testing.assert_array_equal(np.asarray(o["visual"]), visual)
     np.testing.assert_allclose(np.asarray(o["internal"]), internal, rtol=1e-6)
     assert np.abs(visual - obs["visual"][i]).max() <= 3
+
+
+def test_red_receptor_windows_fit_the_static_window():
+    # the number of circle pixels a receptor averages never exceeds Circle.window
+    geo = vision.eye_geometry(PARAMS)
+    theta = jnp.asarray(np.random.default_rng(1).uniform(-50, 50, 4000), jnp.float32)
+    for circle in geo.circles:
+        n = len(circle.angles)
+        for e in range(2):
+            c = vision._wrap(jnp.asarray(geo.red_angles[e], jnp.float32)[None] + theta[:, None])
+            li = jnp.clip(vision._closest_sorted(circle, c - 0.00665), 0, n - 1)
+            ri = jnp.maximum(
+                li + 1, jnp.minimum(vision._closest_sorted(circle, c + 0.00665) + 1, n)
+            )
+            assert int((ri - li).max()) <= circle.window
+            assert int((ri - li).min()) >= 1

@@ -24,8 +24,14 @@ Sediment memory (design choice)
     reference recipe away from the borders (the reference filters with ``mode='reflect'``;
     only the 20 px next to the original edges differ in correlation structure). With
     ``K = 4`` textures, 2500^2 shifts and 4 flips the variety per episode is effectively
-    unlimited, and the red-channel cost is one gather per circle pixel. The golden
-    texture (or any user array) is used as a pool of one texture with a zero handle.
+    unlimited, and the red-channel cost is one gather per circle pixel read. The golden
+    texture (or any user array) is used as a pool of one texture with a zero handle, so the
+    scene API reads it exactly (red channels within 3e-6 photons of the reference).
+    Measured effect of the pool: none on the observation model (same recipe, same
+    statistics: neighbour correlation > 0.95 across the periodic seam as inside, tested);
+    textures are shared across the envs of a batch but placed independently (a random
+    shift among 6.25 M and a flip), so two envs see unrelated patches (correlation length
+    ~5 px). Memory: 12.5 MB per float16 texture, independent of the batch size.
 
 Salt
     Concentration ``exp(-decay * |source - int(fish)|)`` (the reference indexes its salt

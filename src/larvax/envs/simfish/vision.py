@@ -26,7 +26,12 @@ Per eye (index 0 = left, 1 = right; eye at ``+-eyes_biasx`` px beside the body o
   ray for sample step ``h`` (a column change has probability ``h|ux|`` per sample, a row
   change ``h|uy|``, both ``h^2|ux||uy|`` for an equidistributed phase); the end terms are
   the Euler-Maclaurin correction. O(1) per receptor instead of ~1400 pixel reads.
-  Measured on the golden scenes: see ``tests/test_simfish_vision.py``.
+  Measured effect on the 101 golden scenes (8484 receptor readings of ~1-12 photons):
+  mean abs error 0.11 photons, 99th percentile 0.96, max 2.94, mean -0.002 (unbiased).
+  The largest errors are rays within ~1 % of a diagonal (or another low-order slope such
+  as 3/4), where the reference's distinct-pixel count depends on the ray's phase. After
+  interpolation and floor: UV mean abs error 0.079 photons, max 3; 97.4 % of all
+  observation values identical to the reference.
 * **UV prey**: each prey within ``ln(1000)/a - 1`` px covers bearings
   ``theta +- atan(radius / rho)`` (seen from the eye shifted by +0.2245 px in x and y, as
   the reference's window coordinates do), painted on 0.001-rad bins from -pi (edges =
@@ -40,13 +45,21 @@ Per eye (index 0 = left, 1 = right; eye at ``+-eyes_biasx`` px beside the body o
   closest-angle index of ``wrap(theta + alpha) - rf/2`` to that of ``+ rf/2``. A predator
   nearer than the circle (centre distance - radius < circle radius) zeroes the circle
   pixels strictly between its edge angles (seen from the fish body position). The circle
-  offsets are static, so this is one gather per circle pixel.
-* **Shot noise** (``noise=True``): Poisson per receptor reading, before interpolation.
+  geometry is static (a lookup table per eye-pixel offset gives each circle pixel's offset,
+  decay and angle), and only the <= ``window`` pixels each receptor averages are read from
+  the sediment: 42 x (4 + 6) texture reads per eye instead of 1408. Max error 3e-6.
+* **Shot noise** (``noise=True``): Poisson per receptor reading, before interpolation
+  (:func:`poisson`: loop-free, see its docstring for why not ``jax.random.poisson``).
 * **Interpolation**: ``np.interp`` (edge-clamped) from receptor angles to the 139-point
   grid as a static matrix, then ``floor`` and clip to [0, 255].
 
 Observation ``visual``: float32 ``[139, 3, 2]`` = [grid position, channel (UV, red 50,
 red 75), eye (left, right)], integer photon counts.
+
+Float32 throughout (the reference is float64): prey projection max error 2e-6 photons on
+the golden scenes. Cost per observation (both eyes) is dominated by the red channels'
+texture reads, the prey projection (2 x 42 x P overlap counts) and the 252 Poisson draws;
+``benchmarks/simfish_vision.py`` measures each part.
 """
 
 from __future__ import annotations
@@ -200,7 +213,7 @@ def _bresenham_circle(radius: int, half_rf: float, biasx: float, decay: float) -
     t = np.linspace(-np.pi - 0.02, np.pi + 0.02, 200001)
     li = np.clip(_closest_sorted_np(ang, t - half_rf), 0, n - 1)
     ri = np.maximum(li + 1, np.minimum(_closest_sorted_np(ang, t + half_rf) + 1, n))
-    window = int((ri - li).max()) + 2
+    window = int((ri - li).max()) + 1  # +1: float32 angles may widen a window by one
     lo = int(np.floor(-biasx))
     nc = int(np.floor(biasx)) - lo + 1
     table = np.zeros((nc * nc, n, 4))
