@@ -84,15 +84,24 @@ def test_max_norm_entropy_matches_sample_estimate():
     """-E[log p(Y)] over many samples equals H(X) + E[log|det J|] (the deterministic estimate)."""
     loc = jnp.array([[0.5, -0.3], [0.0, 0.0]])
     scale = jnp.array([[0.7, 1.2], [0.2, 0.2]])
-    dist = SquashedPolicy(distrax.MultivariateNormalDiag(loc, scale), MaxNorm(1.5))
-    y, log_p = dist.sample_and_log_prob(seed=jax.random.key(1), sample_shape=(200_000,))
-    mc = -jnp.mean(log_p, axis=0)
-    np.testing.assert_allclose(dist.entropy(), mc, atol=0.02)
-    np.testing.assert_allclose(
-        dist.entropy(seed=jax.random.key(3), num_samples=20000), mc, atol=0.05
-    )
+
+    @jax.jit
+    def estimates(key):
+        dist = SquashedPolicy(distrax.MultivariateNormalDiag(loc, scale), MaxNorm(1.5))
+        y, log_p = dist.sample_and_log_prob(seed=key, sample_shape=(100_000,))
+        return (
+            dist.entropy(),
+            -jnp.mean(log_p, axis=0),
+            dist.entropy(seed=jax.random.key(3), num_samples=20_000),
+            dist.log_prob(y[:100]),
+            log_p[:100],
+        )
+
+    exact, mc, mc_entropy, log_p_inverse, log_p = estimates(jax.random.key(1))
+    np.testing.assert_allclose(exact, mc, atol=0.02)
+    np.testing.assert_allclose(mc_entropy, mc, atol=0.05)
     # log_prob of the sampled actions (via the inverse) equals the one from sampling
-    np.testing.assert_allclose(dist.log_prob(y[:100]), log_p[:100], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(log_p_inverse, log_p, rtol=1e-3, atol=1e-3)
 
 
 def test_free_entropy_is_gaussian_entropy():
@@ -137,7 +146,7 @@ def test_bad_action_spaces(spec, match):
         make_action_space(spec)
 
 
-@settings(max_examples=30, deadline=None, derandomize=True)
+@settings(max_examples=8, deadline=None, derandomize=True)
 @given(
     x=st.lists(st.floats(-2.5, 2.5, width=32), min_size=1, max_size=4),  # |x| <= 5: float32 ok
     max_norm=st.floats(0.1, 10.0),
