@@ -531,3 +531,13 @@ def test_red_receptor_windows_fit_the_static_window():
             )
             assert int((ri - li).max()) <= circle.window
             assert int((ri - li).min()) >= 1
+
+
+def test_dead_or_nan_prey_are_invisible():
+    tex = np.zeros((8, 8), np.float32)
+    fxy = np.array([1250.0, 1800.0], np.float32)
+    prey = np.array([[1270.0, 1800.0], [np.nan, np.nan], [1260.0, 1800.0]], np.float32)
+    one = _SINGLE(fxy, 0.0, prey[:1], np.array([True]), tex)
+    out = _SINGLE(fxy, 0.0, prey, np.array([True, True, False]), tex)
+    np.testing.assert_allclose(np.asarray(out["uv_prey"]), np.asarray(one["uv_prey"]), atol=1e-5)
+    assert np.all(np.isfinite(np.asarray(out["raw_interp"])))

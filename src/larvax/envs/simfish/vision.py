@@ -449,6 +449,9 @@ def uv_prey(
         lb = jnp.clip(jnp.ceil((theta - half_ang + jnp.pi) / PREY_BIN_RAD - 0.5), 0, n_bins - 1)
         rb = jnp.clip(jnp.ceil((theta + half_ang + jnp.pi) / PREY_BIN_RAD - 0.5), 0, n_bins - 1)
         b = jnp.where(valid, bright, 0.0)
+        # invalid prey (dead, out of range, NaN): an empty bin interval, so no NaN leaks in
+        lb = jnp.where(valid, lb, float(n_bins + 10))
+        rb = jnp.where(valid, rb, -10.0)
         # Pass the per-prey bins through a (2 x 2 identity) matmul: it materialises them;
         # otherwise XLA fuses their computation into the [P, R] loop below and recomputes
         # it for every receptor. Exact: integers < 2^24 times 1 and 0.
