@@ -178,13 +178,16 @@ def print_table(results: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help=f"comma list of {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}"
+    )
     parser.add_argument("--updates", type=int, default=50, help="PPO updates per timed call")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per variant")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 updates x 1 call")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "ppo_throughput.json"))
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parent / "results" / "ppo_throughput.json")
+    )
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in variants if v not in VARIANTS]
