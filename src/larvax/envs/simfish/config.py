@@ -143,7 +143,8 @@ class SimfishParams:
     energy_per_prey: float = 1.0  # energy gained per prey, capped at 1
 
     # ----------------------------------------------------------------- physics approximation
-    contact_candidates: int = 8  # prey nearest the fish checked per sub-step for contacts
+    contact_candidates: int = 8  # prey nearest the fish's path checked for contacts / escapes
+    exact_substeps: bool = False  # True: candidates simulated sub-step by sub-step (slower)
 
     # extra tags (free-form, ignored by the simulator)
     notes: tuple = field(default=())
@@ -278,6 +279,7 @@ class SimfishParams:
             "prey_reproduction_mode",
             "predator_enabled",
             "salt_enabled",
+            "exact_substeps",
         ):
             if not isinstance(getattr(self, name), bool):
                 bad(name, "True or False")

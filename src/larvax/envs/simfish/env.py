@@ -254,9 +254,83 @@ def physics_step(
         state.fish_angular_velocity,
     )
     ks = jnp.arange(n_sub, dtype=jnp.int32)
-    out, _ = jax.lax.scan(substep, init, (ks, esc_draw))
-    (f_xy, f_v, wall, pr_xy, pr_v, pr_on, touched, survived, c_xy, c_v, c_alive) = out[:11]
-    caught, n_jumps, f_vb, f_contact, fish_angle, f_w = out[14:20]
+    if p.exact_substeps:
+        out, _ = jax.lax.scan(substep, init, (ks, esc_draw))
+        (f_xy, f_v, wall, pr_xy, pr_v, pr_on, touched, survived, c_xy, c_v, c_alive) = out[:11]
+        caught, n_jumps, f_vb, f_contact, fish_angle, f_w = out[14:20]
+    else:
+        # fast path: the fish and the predator sub-step by sub-step (walls need it), the
+        # candidate prey for all 100 sub-steps at once in closed form (see _prey_vectorised)
+        def fish_sub(carry, k):
+            f_xy, f_v, f_w, f_vb, f_contact, f_ang, wall, pr_xy, pr_v, pr_on, touched, surv = carry
+            f_v_pre = f_v
+            f_xy, f_ang, f_v, f_w, f_vb, f_contact, w = body.fish_substep(
+                p, f_xy, f_ang, f_v, f_w, f_vb, f_contact
+            )
+            wall = wall | w
+            pr_xy = jnp.where(pr_on, pr_xy + pr_v * dt, pr_xy)
+            pw = pr_on & predator.touches_wall(p, pr_xy)
+            hit = pr_on & ~immune & predator.hits_fish(p, pr_xy, f_xy, f_ang)
+            touched = touched | hit
+            surv = surv | (pw & ~touched)
+            pr_on = pr_on & ~pw
+            pr_v = pr_v * q
+            rem = pr_on & (
+                jnp.all(jnp.round(pr_xy) == pred_target_r) | predator.outside_arena(p, pr_xy)
+            )
+            surv = surv | (rem & ~touched)
+            pr_on = pr_on & ~rem
+            pr_v = jnp.where(pr_on, pr_v + predator.impulse_velocity(p, pr_xy, target), pr_v)
+            f_vref = jnp.where(w, 0.0, f_v_pre)
+            carry = (
+                f_xy,
+                f_v,
+                f_w,
+                f_vb,
+                f_contact,
+                f_ang,
+                wall,
+                pr_xy,
+                pr_v,
+                pr_on,
+                touched,
+                surv,
+            )
+            return carry, (f_xy, f_ang, f_vref)
+
+        finit = (
+            state.fish_xy,
+            fish_v,
+            state.fish_angular_velocity,
+            state.fish_bias_velocity,
+            state.fish_wall_contact,
+            fish_angle,
+            jnp.asarray(False),
+            pred_xy,
+            pred_v,
+            pred_present,
+            jnp.asarray(False),
+            jnp.asarray(False),
+        )
+        fout, (traj_xy, traj_ang, traj_v) = jax.lax.scan(fish_sub, finit, ks)
+        (f_xy, f_v, f_w, f_vb, f_contact, fish_angle, wall) = fout[:7]
+        (pr_xy, pr_v, pr_on, touched, survived) = fout[7:]
+        c_xy, c_v, c_alive, caught, n_jumps, dfish_xy, dfish_v = _prey_vectorised(
+            p,
+            traj_xy,
+            traj_ang,
+            traj_v,
+            capture_bout,
+            c_xy0,
+            c_v0,
+            c_alive0,
+            c_old_gait,
+            c_new_gait,
+            c_u,
+            esc_draw,
+        )
+        f_xy = f_xy + dfish_xy
+        f_v = f_v + dfish_v
 
     # prey write-back
     if n_prey > 0:
@@ -354,6 +428,110 @@ def physics_step(
         "truncated": truncated,
     }
     return new_state, comps, events
+
+
+def _prey_vectorised(
+    p: SimfishParams,
+    traj_xy: Array,
+    traj_ang: Array,
+    traj_v: Array,
+    capture_bout: Array,
+    x0: Array,
+    v0: Array,
+    alive: Array,
+    old_gait: Array,
+    new_gait: Array,
+    u: Array,
+    esc: Array,
+):
+    """The candidate prey over one step, all sub-steps at once (the default fast path).
+
+    The fish's per-sub-step positions ``traj_xy [S, 2]``, headings ``traj_ang [S]`` and the
+    velocities its contact solver sees ``traj_v [S, 2]`` come from the fish scan. Between
+    contacts a prey's motion is linear in its impulses: with ``a_j`` the impulse after the
+    integration of sub-step j (gait, and the pre-drawn escape jumps of eligible prey),
+    ``v_k = v_0 q^k + u sum_{j<k} a_j q^(k-1-j)`` and
+    ``x_k = x_0 + dt [v_0 (1 - q^(k+1)) / (1 - q) + u sum_{j<k} a_j (1 - q^(k-j)) / (1 - q)]``
+    (two small matrix products). Contacts with the mouth, head and tail are then found for
+    all ``S x K`` (sub-step, prey) pairs; the *first* contact of each prey is handled as the
+    sub-step loop does (capture in the window and angle, else elastic bounce + jump), and its
+    effect on the rest of the step is added in closed form. Approximations (measured in
+    docs/simfish.md against ``exact_substeps=True``): a second contact of the same prey in
+    one step is ignored; the fish's recoil from prey (mass 1 vs 50) is added after its scan;
+    the touch jump is not suppressed when another prey is caught in the same sub-step.
+
+    Returns ``(xy [K, 2], v [K, 2], alive [K], caught, escape_jumps, dfish_xy, dfish_v)``.
+    """
+    q = p.substep_damping
+    dt = p.phys_dt
+    n = p.phys_substeps
+    f32 = jnp.float32
+    kk = jnp.arange(n)
+    diff = kk[:, None] - kk[None, :]  # k - j
+    lower = diff > 0
+    qpow = jnp.power(f32(q), jnp.maximum(diff - 1, 0).astype(f32))
+    lv = jnp.where(lower, qpow, 0.0)  # v_k from a_j (j < k)
+    lx = jnp.where(lower, (1.0 - jnp.power(f32(q), diff.astype(f32))) / (1.0 - q), 0.0)
+    g = (1.0 - jnp.power(f32(q), (kk + 1).astype(f32))) / (1.0 - q)  # [S]
+    speeds = prey.gait_speeds(p)
+    jump = p.prey_velocity_jump * (1.0 - q)
+    # escape eligibility at sub-step 0 (after its integration)
+    x_first = x0 + v0 * dt
+    d2 = jnp.sum((x_first - traj_xy[0]) ** 2, -1)
+    eligible = alive & (d2 < p.prey_sensing_distance**2)
+    jumps = esc & eligible[None, :]  # [S, K]
+    a = jnp.broadcast_to(speeds[new_gait] * (1.0 - q), esc.shape)
+    a = a.at[0].set(speeds[old_gait] * (1.0 - q))
+    a = a + jnp.where(jumps, jump, 0.0)  # [S, K] along u
+    hi = jax.lax.Precision.HIGHEST
+    sv = jnp.matmul(lv, a, precision=hi)  # [S, K]
+    sx = jnp.matmul(lx, a, precision=hi)  # [S, K]
+    qk = jnp.power(f32(q), kk.astype(f32))  # [S]
+    vel = v0[None] * qk[:, None, None] + u[None] * sv[..., None]  # v_k [S, K, 2]
+    pos = x0[None] + dt * (v0[None] * g[:, None, None] + u[None] * sx[..., None])  # x_k
+    # contacts
+    fxy = traj_xy[:, None, :]
+    fang = traj_ang[:, None]
+    (m, n_m), (h, n_h), (t, n_t) = prey.fish_contacts(p, fxy, fang, pos, p.prey_radius)
+    anyc = (m | h | t) & alive[None]
+    has = jnp.any(anyc, 0)  # [K]
+    k1 = jnp.argmax(anyc, 0)  # first contact sub-step [K]
+    cols = jnp.arange(x0.shape[0])
+
+    def at(arr):
+        return arr[k1, cols]
+
+    m1, h1, t1 = at(m), at(h), at(t)
+    window = capture_bout & (k1 >= 1) & (k1 <= p.capture_end_substep)
+    bearing = prey.capture_bearing(traj_xy[k1], traj_ang[k1], at(pos))
+    cap = has & m1 & window & (jnp.abs(bearing) < p.capture_permissive_angle)
+    touch = has & ~cap
+    v_p = at(vel)
+    v_f = traj_v[k1]
+    jm = prey.collision_impulse(p, touch & m1, at(n_m), v_p, v_f)
+    jh = prey.collision_impulse(p, touch & h1, at(n_h), v_p, v_f)
+    jt = prey.collision_impulse(p, touch & t1, at(n_t), v_p, v_f)
+    imp = jm[:, None] * at(n_m) + jh[:, None] * at(n_h) + jt[:, None] * at(n_t)  # on prey
+    dv = imp / p.prey_mass + jnp.where(touch, jump, 0.0)[:, None] * u  # after damping at k1
+    rest = (n - 1 - k1).astype(f32)
+    spread = dt * (1.0 - jnp.power(f32(q), rest)) / (1.0 - q)
+    decay = jnp.power(f32(q), rest)
+    v_end = (
+        v0 * q**n
+        + u * (jnp.sum(a * jnp.power(f32(q), (n - 1 - kk).astype(f32))[:, None], 0))[:, None]
+    )
+    x_end = pos[-1] + jnp.where(touch[:, None], dv * spread[:, None], 0.0)
+    v_end = v_end + jnp.where(touch[:, None], dv * decay[:, None], 0.0)
+    alive_end = alive & ~cap
+    x_end = jnp.where(alive[:, None], x_end, x0)
+    v_end = jnp.where(alive[:, None], v_end, v0)
+    # the fish's recoil (mass 1 vs 50), added in closed form after its scan
+    df = jnp.where(touch[:, None], -imp / p.fish_mass, 0.0)
+    dfish_xy = jnp.sum(df * spread[:, None], 0)
+    dfish_v = jnp.sum(df * decay[:, None], 0)
+    caught = jnp.sum(cap).astype(jnp.int32)
+    n_jumps = jnp.sum(jumps & alive[None]).astype(jnp.int32)
+    return x_end, v_end, alive_end, caught, n_jumps, dfish_xy, dfish_v
 
 
 class Simfish(Environment):
@@ -492,6 +670,29 @@ class Simfish(Environment):
         p = params or self.params
         k_phys, k_obs = jax.random.split(key)
         new_state, comps, events = physics_step(p, k_phys, state, action)
+        obs = self.observe(k_obs, new_state, p)
+        reward = sum(comps[c] for c in REWARD_COMPONENTS).astype(jnp.float32)
+        info = {"reward_components": comps, **events}
+        ts = TimeStep(obs, reward, events["terminated"], events["truncated"], info)
+        return new_state, ts
+
+    def step_autoreset(self, key: Array, state: SimfishState, action: Array, params=None):
+        """``step`` that starts a new episode in the same call when this one ends.
+
+        Cheaper than the generic ``AutoReset`` wrapper for Simfish: the reset state is built
+        without an observation and only one observation (of the state returned) is computed,
+        so under ``vmap`` the vision runs once per step instead of twice (or three times with
+        ``final_observation``). The returned TimeStep has the new episode's first observation
+        and the reward / terminated / truncated / info of the step that ended the old one.
+        There is no ``final_observation`` (use the ``AutoReset`` wrapper when a truncated
+        episode must bootstrap from its last observation).
+        """
+        p = params or self.params
+        k_phys, k_reset, k_obs = jax.random.split(key, 3)
+        new_state, comps, events = physics_step(p, k_phys, state, action)
+        done = events["terminated"] | events["truncated"]
+        fresh = self.init_state(k_reset, p)
+        new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(done, a, b), fresh, new_state)
         obs = self.observe(k_obs, new_state, p)
         reward = sum(comps[c] for c in REWARD_COMPONENTS).astype(jnp.float32)
         info = {"reward_components": comps, **events}
