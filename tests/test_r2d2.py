@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import rlax
 from flax import nnx
-from r2d2_toys import CueEnv, tiny_net
 
 from larvax.agents.r2d2 import (
     R2D2Config,
@@ -20,10 +19,131 @@ from larvax.agents.r2d2 import (
     n_step_targets,
     r2d2_loss,
 )
+from larvax.envs.core import Box, Dict, Discrete, Environment, TimeStep
 
-CFG = dict(burn_in=2, trace_length=5, period=4, n_step=2, batch_size=2, num_envs=4,
-           replay_capacity=32, min_replay_size=16, target_update_period=3,
-           learning_rate=1e-2, discount=0.9)
+# ----------------------------------------------------------------------------- toys
+
+
+class CueEnv(Environment):
+    """Remember a left/right cue shown at t = 0 and answer it at t = delay.
+
+    observation: {"visual": float32 [2] photon counts (200 on the cue side at t = 0, else 0),
+    "internal": float32 [1] = t / delay}. Actions: 0 left, 1 right, 2 wait. Reward at t = delay:
+    +1 for the cue's side, -1 otherwise, then the episode terminates. With ``truncate_at``
+    (< delay) the episode is truncated instead. info["prey_caught"]: 1 on a correct answer.
+    Mirror: visual reversed, actions 0 <-> 1.
+    """
+
+    mirror_actions = np.array([1, 0, 2], np.int32)
+
+    def __init__(self, delay: int = 3, truncate_at: int | None = None):
+        self.delay = delay
+        self.truncate_at = truncate_at
+
+    @property
+    def default_params(self):
+        return {}
+
+    def _obs(self, t, cue):
+        first = (t == 0).astype(jnp.float32)
+        vis = 200.0 * first * jax.nn.one_hot(cue, 2)
+        return {"visual": vis, "internal": jnp.full((1,), t / self.delay, jnp.float32)}
+
+    def reset(self, key, params=None):
+        cue = jax.random.randint(key, (), 0, 2)
+        state = (jnp.int32(0), cue)
+        ts = TimeStep(
+            self._obs(jnp.int32(0), cue),
+            jnp.float32(0),
+            jnp.bool_(False),
+            jnp.bool_(False),
+            {"prey_caught": jnp.float32(0)},
+        )
+        return state, ts
+
+    def step(self, key, state, action, params=None):
+        t, cue = state
+        answer = t == self.delay
+        correct = answer & (action == cue)
+        reward = jnp.where(answer, jnp.where(correct, 1.0, -1.0), 0.0).astype(jnp.float32)
+        t1 = t + 1
+        terminated = answer
+        truncated = jnp.bool_(False)
+        if self.truncate_at is not None:
+            truncated = (t1 >= self.truncate_at) & ~terminated
+        ts = TimeStep(
+            self._obs(t1, cue),
+            reward,
+            terminated,
+            truncated,
+            {"prey_caught": correct.astype(jnp.float32)},
+        )
+        return (t1, cue), ts
+
+    def observation_space(self, params=None):
+        return Dict({"visual": Box(0, 255, (2,)), "internal": Box(0.0, 1.0, (1,))})
+
+    def action_space(self, params=None):
+        return Discrete(3)
+
+    def reflect_observation(self, obs):
+        return {"visual": obs["visual"][..., ::-1], "internal": obs["internal"]}
+
+
+class TinyLSTMQ(nnx.Module):
+    """Embed [obs, one-hot prev action, prev reward] -> LSTM (reset at starts) -> linear Q."""
+
+    def __init__(self, num_actions: int = 3, obs_dim: int = 3, hidden: int = 8, *, rngs):
+        self.num_actions = num_actions
+        self.hidden = hidden
+        d_in = obs_dim + num_actions + 1 + 1
+        self.embed = nnx.Linear(d_in, hidden, rngs=rngs)
+        self.w = nnx.Linear(2 * hidden, 4 * hidden, rngs=rngs)
+        self.head = nnx.Linear(hidden, num_actions, rngs=rngs)
+
+    def initialize_carry(self, batch_shape):
+        z = jnp.zeros(tuple(batch_shape) + (self.hidden,), jnp.float32)
+        return (z, z)
+
+    def __call__(self, obs, prev_action, prev_reward, starts, carry):
+        flat = jnp.concatenate([obs["visual"] / 255.0, obs["internal"]], axis=-1)
+        pa = jax.nn.one_hot(prev_action + 1, self.num_actions + 1)
+        x = jnp.concatenate([flat, pa, prev_reward[..., None]], axis=-1)
+        x = jax.nn.relu(self.embed(x))  # [B, T, H]
+        w_kernel, w_bias = self.w.kernel[...], self.w.bias[...]
+
+        def cell(c, inp):
+            xt, st = inp
+            h, m = c
+            h = jnp.where(st[:, None], 0.0, h)
+            m = jnp.where(st[:, None], 0.0, m)
+            z = jnp.concatenate([xt, h], -1) @ w_kernel + w_bias
+            i, f, g, o = jnp.split(z, 4, -1)
+            m = jax.nn.sigmoid(f + 1.0) * m + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(m)
+            return (h, m), h
+
+        carry, hs = jax.lax.scan(cell, carry, (jnp.swapaxes(x, 0, 1), jnp.swapaxes(starts, 0, 1)))
+        return carry, self.head(jnp.swapaxes(hs, 0, 1))
+
+
+def tiny_net(seed: int = 0, hidden: int = 8) -> TinyLSTMQ:
+    return TinyLSTMQ(hidden=hidden, rngs=nnx.Rngs(seed))
+
+
+CFG = dict(
+    burn_in=2,
+    trace_length=5,
+    period=4,
+    n_step=2,
+    batch_size=2,
+    num_envs=4,
+    replay_capacity=32,
+    min_replay_size=16,
+    target_update_period=3,
+    learning_rate=1e-2,
+    discount=0.9,
+)
 UPDATES = 4  # one compiled train(state, 4) serves every test
 
 
@@ -36,8 +156,7 @@ def _h(x, eps=1e-3):
 
 
 def _h_inv(x, eps=1e-3):
-    return np.sign(x) * (((np.sqrt(1 + 4 * eps * (np.abs(x) + 1 + eps)) - 1) / (2 * eps)) ** 2
-                         - 1)
+    return np.sign(x) * (((np.sqrt(1 + 4 * eps * (np.abs(x) + 1 + eps)) - 1) / (2 * eps)) ** 2 - 1)
 
 
 @pytest.fixture(scope="module")
@@ -68,19 +187,22 @@ def learner_step(agent):
 # ----------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize("override, field", [
-    (dict(batch_size=32, min_replay_size=16), "batch_size"),
-    (dict(replay_capacity=30), "replay_capacity"),
-    (dict(replay_capacity=4), "replay_capacity"),
-    (dict(min_replay_size=29), "min_replay_size"),
-    (dict(samples_per_insert=0.75), "samples_per_insert"),
-    (dict(n_step=6), "n_step"),
-    (dict(discount=1.5), "discount"),
-    (dict(mirror="maybe"), "mirror"),
-    (dict(mirror_update="both"), "mirror_update"),
-    (dict(burn_in=-1), "burn_in"),
-    (dict(batch_size=2.0), "batch_size"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        (dict(batch_size=32, min_replay_size=16), "batch_size"),
+        (dict(replay_capacity=30), "replay_capacity"),
+        (dict(replay_capacity=4), "replay_capacity"),
+        (dict(min_replay_size=29), "min_replay_size"),
+        (dict(samples_per_insert=0.75), "samples_per_insert"),
+        (dict(n_step=6), "n_step"),
+        (dict(discount=1.5), "discount"),
+        (dict(mirror="maybe"), "mirror"),
+        (dict(mirror_update="both"), "mirror_update"),
+        (dict(burn_in=-1), "burn_in"),
+        (dict(batch_size=2.0), "batch_size"),
+    ],
+)
 def test_config_errors_name_field_value_and_allowed(override, field):
     with pytest.raises(ValueError, match=rf"R2D2Config\.{field}=.*allowed"):
         R2D2Config(**{**CFG, **override})
@@ -131,14 +253,17 @@ def test_n_step_targets_by_hand():
     np.testing.assert_allclose(out[[0, 1, 2, 4]], np.array(expected)[[0, 1, 2, 4]], rtol=1e-6)
     # truncation instead of termination: bootstrap from the final observation's value
     d_tr = np.ones(6, np.float32)
-    out = np.asarray(n_step_targets(*(jnp.asarray(x)[None] for x in (r, d_tr, has, v)), 3,
-                                    g))[0]
-    np.testing.assert_allclose(out[:3], [1 + g * 2 + g**2 * 3 + g**3 * v[3],
-                                         2 + g * 3 + g**2 * v[3], 3 + g * v[3]], rtol=1e-6)
+    out = np.asarray(n_step_targets(*(jnp.asarray(x)[None] for x in (r, d_tr, has, v)), 3, g))[0]
+    np.testing.assert_allclose(
+        out[:3],
+        [1 + g * 2 + g**2 * 3 + g**3 * v[3], 2 + g * 3 + g**2 * v[3], 3 + g * v[3]],
+        rtol=1e-6,
+    )
     # an ordinary window of n = 3
     has_all = np.ones(6, bool)
-    out = np.asarray(n_step_targets(*(jnp.asarray(x)[None] for x in (r, d_tr, has_all, v)), 3,
-                                    g))[0]
+    out = np.asarray(n_step_targets(*(jnp.asarray(x)[None] for x in (r, d_tr, has_all, v)), 3, g))[
+        0
+    ]
     np.testing.assert_allclose(out[0], 1 + g * 2 + g**2 * 3 + g**3 * v[3], rtol=1e-6)
     np.testing.assert_allclose(out[3], 4 + g * 5 + g**2 * v[5], rtol=1e-6)
 
@@ -163,7 +288,8 @@ def test_loss_with_rescaled_double_q_targets_by_hand():
     q = np.array([[9.0, 9.0], [1, 2], [3, 0], [2.5, 4], [2, 1]], np.float32)  # burn-in + 4
     batch = dict(
         observation={"q": jnp.asarray(q)[None]},
-        prev_action=jnp.zeros((1, 5), jnp.int32), prev_reward=jnp.zeros((1, 5)),
+        prev_action=jnp.zeros((1, 5), jnp.int32),
+        prev_reward=jnp.zeros((1, 5)),
         start=jnp.zeros((1, 5), bool),
         action=jnp.array([[0, 0, 1, 0, 0]], jnp.int32),
         reward=jnp.array([[0.0, 3.0, 0.0, 2.0, 5.0]]),
@@ -171,9 +297,21 @@ def test_loss_with_rescaled_double_q_targets_by_hand():
         has_action=jnp.array([[True, True, True, False, True]]),
     )
     gamma = 0.5
-    loss, out = r2d2_loss(params, target, rest, graphdef, batch, jnp.zeros((1, 1)),
-                          jnp.ones((1,)), burn_in=1, n_step=2, discount=gamma,
-                          value_rescale_eps=1e-3)
+    loss, out = jax.jit(
+        lambda p, t, b: r2d2_loss(
+            p,
+            t,
+            rest,
+            graphdef,
+            b,
+            jnp.zeros((1, 1)),
+            jnp.ones((1,)),
+            burn_in=1,
+            n_step=2,
+            discount=gamma,
+            value_rescale_eps=1e-3,
+        )
+    )(params, target, batch)
     # online argmax at step 3 (final obs) is action 1 -> target q = 4 - 2 = 2 (double Q;
     # the target's own max would be 2.5 + 1 = 3.5)
     v3 = _h_inv(2.0)
@@ -191,7 +329,7 @@ def test_loss_with_rescaled_double_q_targets_by_hand():
 
 def test_burn_in_steps_receive_no_gradient(agent, acted):
     state = acted[0]
-    sample, batch, w = agent.learner_batch(state, jax.random.key(1))
+    sample, batch, w = jax.jit(agent.learner_batch)(state, jax.random.key(1))
     carry = sample.extras["carry"]
 
     def loss_of(vis, carry):
@@ -199,7 +337,9 @@ def test_burn_in_steps_receive_no_gradient(agent, acted):
         b["observation"] = dict(batch["observation"], visual=vis)
         return agent._loss(state.params, state.target_params, state.rest, b, carry, w)[0]
 
-    g_obs, g_carry = jax.grad(loss_of, argnums=(0, 1))(batch["observation"]["visual"], carry)
+    g_obs, g_carry = jax.jit(jax.grad(loss_of, argnums=(0, 1)))(
+        batch["observation"]["visual"], carry
+    )
     g_obs = np.asarray(g_obs)
     bi = agent.config.burn_in
     assert np.all(g_obs[:, :bi] == 0.0)
@@ -207,8 +347,9 @@ def test_burn_in_steps_receive_no_gradient(agent, acted):
     assert np.abs(g_obs[:, bi:-1]).sum() > 0.0
     assert all(np.all(np.asarray(x) == 0.0) for x in jax.tree.leaves(g_carry))
     # and the parameter gradient is not zero
-    g_p = jax.grad(lambda p: agent._loss(p, state.target_params, state.rest, batch, carry,
-                                         w)[0])(state.params)
+    g_p = jax.jit(
+        jax.grad(lambda p: agent._loss(p, state.target_params, state.rest, batch, carry, w)[0])
+    )(state.params)
     assert sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g_p)) > 0.0
 
 
@@ -222,28 +363,41 @@ def test_stored_states_are_the_actor_states(agent, acted):
     state, metrics = acted
     assert np.all(np.isnan(np.asarray(metrics["loss"])))  # no learning in the first 4 updates
     rp, p = state.replay, agent.config.period
+    apply = jax.jit(agent.apply)
     steps = jax.tree.map(lambda x: x, rp.steps)
     steps = dict(steps, observation=decompress_observation(steps["observation"]))
     msteps = mirror_batch(steps, agent.env.reflect_observation, agent.mirror_actions)
     for k in range(3):
         for stream, key in ((steps, "carry"), (msteps, "carry_mirror")):
-            chunk = jax.tree.map(lambda x: x[:, k * p:(k + 1) * p], stream)
-            c0 = jax.tree.map(lambda x: x[:, k], rp.extras[key])
-            c1, _ = agent.apply(state.params, state.rest, chunk["observation"],
-                                chunk["prev_action"], chunk["prev_reward"], chunk["start"], c0)
+            chunk = jax.tree.map(lambda x, k=k: x[:, k * p : (k + 1) * p], stream)
+            c0 = jax.tree.map(lambda x, k=k: x[:, k], rp.extras[key])
+            c1, _ = apply(
+                state.params,
+                state.rest,
+                chunk["observation"],
+                chunk["prev_action"],
+                chunk["prev_reward"],
+                chunk["start"],
+                c0,
+            )
             for a, b in zip(jax.tree.leaves(c1), jax.tree.leaves(rp.extras[key]), strict=True):
                 np.testing.assert_allclose(np.asarray(a), np.asarray(b[:, k + 1]), atol=1e-5)
     # the mirrored state differs from the unmirrored one (so reusing it would be wrong)
-    diff = sum(float(jnp.abs(a - b).sum()) for a, b in zip(
-        jax.tree.leaves(rp.extras["carry"]), jax.tree.leaves(rp.extras["carry_mirror"]),
-        strict=True))
+    diff = sum(
+        float(jnp.abs(a - b).sum())
+        for a, b in zip(
+            jax.tree.leaves(rp.extras["carry"]),
+            jax.tree.leaves(rp.extras["carry_mirror"]),
+            strict=True,
+        )
+    )
     assert diff > 1e-3
     # the learner starts from the stored state of the sampled items
     sample, _, _ = agent.learner_batch(state, jax.random.key(3))
-    for a, b in zip(jax.tree.leaves(sample.extras["carry"]), jax.tree.leaves(rp.extras["carry"]),
-                    strict=True):
-        np.testing.assert_array_equal(np.asarray(a),
-                                      np.asarray(b[sample.env_index, sample.slot]))
+    for a, b in zip(
+        jax.tree.leaves(sample.extras["carry"]), jax.tree.leaves(rp.extras["carry"]), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b[sample.env_index, sample.slot]))
 
 
 def test_stream_episode_boundaries_and_compact_observations(agent, acted):
@@ -284,15 +438,24 @@ def test_sequences_cross_episode_starts_with_a_reset_carry(agent, acted):
 
 def test_mirror_batch_is_the_exact_mirror():
     env = CueEnv()
-    obs = {"visual": jnp.array([[[200.0, 0.0], [0.0, 7.0]]]),
-           "internal": jnp.array([[[0.1], [0.2]]])}
-    batch = dict(observation=obs, action=jnp.array([[0, 1]]), prev_action=jnp.array([[-1, 2]]),
-                 reward=jnp.array([[1.0, -1.0]]), start=jnp.array([[True, False]]))
+    obs = {
+        "visual": jnp.array([[[200.0, 0.0], [0.0, 7.0]]]),
+        "internal": jnp.array([[[0.1], [0.2]]]),
+    }
+    batch = dict(
+        observation=obs,
+        action=jnp.array([[0, 1]]),
+        prev_action=jnp.array([[-1, 2]]),
+        reward=jnp.array([[1.0, -1.0]]),
+        start=jnp.array([[True, False]]),
+    )
     m = mirror_batch(batch, env.reflect_observation, jnp.asarray(env.mirror_actions))
-    np.testing.assert_array_equal(np.asarray(m["observation"]["visual"]),
-                                  [[[0.0, 200.0], [7.0, 0.0]]])
-    np.testing.assert_array_equal(np.asarray(m["observation"]["internal"]),
-                                  np.asarray(obs["internal"]))
+    np.testing.assert_array_equal(
+        np.asarray(m["observation"]["visual"]), [[[0.0, 200.0], [7.0, 0.0]]]
+    )
+    np.testing.assert_array_equal(
+        np.asarray(m["observation"]["internal"]), np.asarray(obs["internal"])
+    )
     assert np.asarray(m["action"]).tolist() == [[1, 0]]
     assert np.asarray(m["prev_action"]).tolist() == [[-1, 2]]
     np.testing.assert_array_equal(np.asarray(m["reward"]), [[1.0, -1.0]])
@@ -325,8 +488,9 @@ def test_learning_metrics_and_samples_per_insert(agent, learned):
     assert np.all(np.asarray(m["td_abs"]) > 0)
     pm, px = np.asarray(m["priority_mean"]), np.asarray(m["priority_max"])
     assert np.all(px >= pm)
-    np.testing.assert_allclose(np.asarray(m["epsilon"]), np.mean(actor_epsilons(4, 0.1, 0.001)),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(m["epsilon"]), np.mean(actor_epsilons(4, 0.1, 0.001)), rtol=1e-6
+    )
     # sampled items got new priorities (not the initial 1.0 anywhere sampled)
     assert float(state.replay.max_priority) >= float(np.max(px)) - 1e-6
 
@@ -339,10 +503,18 @@ def test_target_network_changes_only_every_n_learner_steps(agent, learned, learn
     for i in range(1, 7):
         before = state.target_params
         state, _ = learner_step(state, jax.random.key(i))
-        same = all(bool(jnp.array_equal(a, b)) for a, b in zip(
-            jax.tree.leaves(before), jax.tree.leaves(state.target_params), strict=True))
-        equal_online = all(bool(jnp.array_equal(a, b)) for a, b in zip(
-            jax.tree.leaves(state.params), jax.tree.leaves(state.target_params), strict=True))
+        same = all(
+            bool(jnp.array_equal(a, b))
+            for a, b in zip(
+                jax.tree.leaves(before), jax.tree.leaves(state.target_params), strict=True
+            )
+        )
+        equal_online = all(
+            bool(jnp.array_equal(a, b))
+            for a, b in zip(
+                jax.tree.leaves(state.params), jax.tree.leaves(state.target_params), strict=True
+            )
+        )
         changed.append(not same)
         assert equal_online == (int(state.learner_steps) % n == 0)
     # learner steps 9..14: copies at 9 and 12
@@ -368,10 +540,11 @@ def test_same_seed_gives_identical_metrics(agent, acted):
     for a, b in zip(jax.tree.leaves(acted[0].replay), jax.tree.leaves(s2.replay), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     _, m3 = agent.train(agent.init(jax.random.key(1)), UPDATES)
-    assert not np.array_equal(np.asarray(m3["episode_return"]),
-                              np.asarray(acted[1]["episode_return"]), equal_nan=True) or \
-        not np.array_equal(np.asarray(m3["prey_caught"]), np.asarray(acted[1]["prey_caught"]),
-                           equal_nan=True)
+    assert not np.array_equal(
+        np.asarray(m3["episode_return"]), np.asarray(acted[1]["episode_return"]), equal_nan=True
+    ) or not np.array_equal(
+        np.asarray(m3["prey_caught"]), np.asarray(acted[1]["prey_caught"]), equal_nan=True
+    )
 
 
 def test_act_is_greedy_on_the_online_network(agent, learned):
@@ -379,10 +552,15 @@ def test_act_is_greedy_on_the_online_network(agent, learned):
     env = agent.env
     _, ts = jax.vmap(env.reset)(jax.random.split(jax.random.key(9), 3))
     carry, a = agent.act(state, ts.observation, None, jax.random.key(0))
-    _, q = agent.apply(state.params, state.rest, jax.tree.map(lambda x: x[:, None],
-                                                              ts.observation),
-                       -jnp.ones((3, 1), jnp.int32), jnp.zeros((3, 1)), jnp.ones((3, 1), bool),
-                       agent.initialize_carry(3))
+    _, q = agent.apply(
+        state.params,
+        state.rest,
+        jax.tree.map(lambda x: x[:, None], ts.observation),
+        -jnp.ones((3, 1), jnp.int32),
+        jnp.zeros((3, 1)),
+        jnp.ones((3, 1), bool),
+        agent.initialize_carry(3),
+    )
     np.testing.assert_array_equal(np.asarray(a), np.asarray(jnp.argmax(q[:, 0], -1)))
     assert np.asarray(carry.prev_action).tolist() == np.asarray(a).tolist()
     assert not np.asarray(carry.start).any()
@@ -391,15 +569,24 @@ def test_act_is_greedy_on_the_online_network(agent, learned):
 def test_sequential_mirror_update_and_reused_carry_run(acted):
     """The simfish_rl variant: two Adam steps (batch and mirror in random order), mirrored
     batch from the unmirrored state; it changes the parameters and gives finite metrics."""
-    ag = make_agent(CueEnv(delay=3), None, tiny_net(),
-                    {**CFG, "mirror_update": "sequential", "mirror_carry": "reuse"})
+    ag = make_agent(
+        CueEnv(delay=3),
+        None,
+        tiny_net(),
+        {**CFG, "mirror_update": "sequential", "mirror_carry": "reuse"},
+    )
     assert "carry_mirror" not in ag._replay_examples()[1]
     state = acted[0]
     st = ag.init(jax.random.key(0))
-    st = st._replace(replay=state.replay._replace(extras={"carry": state.replay.extras["carry"]}),
-                     params=state.params, target_params=state.target_params)
+    st = st._replace(
+        replay=state.replay._replace(extras={"carry": state.replay.extras["carry"]}),
+        params=state.params,
+        target_params=state.target_params,
+    )
     new, m = jax.jit(ag.learner_step)(st, jax.random.key(2))
     assert np.isfinite(float(m["loss"])) and int(new.learner_steps) == 1
-    moved = sum(float(jnp.abs(a - b).sum()) for a, b in zip(
-        jax.tree.leaves(new.params), jax.tree.leaves(st.params), strict=True))
+    moved = sum(
+        float(jnp.abs(a - b).sum())
+        for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(st.params), strict=True)
+    )
     assert moved > 0

@@ -24,13 +24,16 @@ def _step_example():
 
 def _fill(buf, state, chunks):
     """Add ``chunks`` chunks whose step data is the global time index (and env id * 100)."""
+    add = jax.jit(buf.add)
     for _ in range(chunks):
         t0 = int(state.num_steps)
         t = np.arange(t0, t0 + P)[None, :] + 100 * np.arange(N)[:, None]
-        steps = {"t": jnp.asarray(t, jnp.int32),
-                 "obs": jnp.asarray(np.stack([t % 256, t % 7], -1), jnp.uint8)}
+        steps = {
+            "t": jnp.asarray(t, jnp.int32),
+            "obs": jnp.asarray(np.stack([t % 256, t % 7], -1), jnp.uint8),
+        }
         extras = {"c": jnp.asarray(t[:, 0], jnp.float32)}
-        state = buf.add(state, steps, extras)
+        state = add(state, steps, extras)
     return state
 
 
@@ -65,8 +68,9 @@ def test_new_items_get_max_priority_and_updates_apply():
     state = _fill(buf, buf.init(_step_example(), {"c": jnp.float32(0)}), 2)
     # item 0 is complete (slot 0) with the initial max priority 1.0
     np.testing.assert_allclose(np.asarray(state.priorities[:, 0]), [1.0, 1.0])
-    state = buf.update_priorities(state, jnp.array([0, 1]), jnp.array([0, 0]),
-                                  jnp.array([3.0, 0.5]))
+    state = buf.update_priorities(
+        state, jnp.array([0, 1]), jnp.array([0, 0]), jnp.array([3.0, 0.5])
+    )
     np.testing.assert_allclose(np.asarray(state.priorities[:, 0]), [3.0, 0.5])
     assert float(state.max_priority) == 3.0
     state = _fill(buf, state, 1)  # completes item 1 (slot 1)
@@ -111,18 +115,20 @@ def test_nbytes_matches_the_arrays():
     step = {"obs": jnp.zeros((139, 3, 2), jnp.uint8), "a": jnp.int32(0), "r": jnp.float32(0)}
     extras = {"carry": (jnp.zeros((16,)), jnp.zeros((16,)))}
     state = buf.init(step, extras)
-    actual = sum(x.nbytes for x in jax.tree.leaves((state.steps, state.extras,
-                                                    state.priorities)))
+    actual = sum(x.nbytes for x in jax.tree.leaves((state.steps, state.extras, state.priorities)))
     assert buf.nbytes(step, extras) == actual
     # by hand: C = 24 items, each 5 steps of 834 + 8 bytes, 128 bytes of carry, 4 of priority
     assert replay_nbytes(24, 5, 842, 128) == 24 * (5 * 842 + 128 + 4) == actual
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(num_envs=0, slots_per_env=4, period=3, sequence_length=5), "num_envs"),
-    (dict(num_envs=1, slots_per_env=1, period=3, sequence_length=5), "slots_per_env"),
-    (dict(num_envs=1, slots_per_env=2, period=2.5, sequence_length=5), "period"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(num_envs=0, slots_per_env=4, period=3, sequence_length=5), "num_envs"),
+        (dict(num_envs=1, slots_per_env=1, period=3, sequence_length=5), "slots_per_env"),
+        (dict(num_envs=1, slots_per_env=2, period=2.5, sequence_length=5), "period"),
+    ],
+)
 def test_bad_arguments_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         SequenceReplay(**kwargs)

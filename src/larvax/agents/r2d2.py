@@ -123,18 +123,31 @@ class R2D2Config:
                 f"R2D2Config.{name}={getattr(self, name)!r} is not allowed; allowed: {allowed}"
             )
 
-        for name, lo in (("burn_in", 0), ("trace_length", 1), ("period", 1), ("n_step", 1),
-                         ("batch_size", 1), ("target_update_period", 1), ("num_envs", 1),
-                         ("replay_capacity", 1), ("min_replay_size", 1)):
+        for name, lo in (
+            ("burn_in", 0),
+            ("trace_length", 1),
+            ("period", 1),
+            ("n_step", 1),
+            ("batch_size", 1),
+            ("target_update_period", 1),
+            ("num_envs", 1),
+            ("replay_capacity", 1),
+            ("min_replay_size", 1),
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
                 fail(name, f"an int >= {lo}")
         for name, lo, hi, lo_open in (
-            ("discount", 0.0, 1.0, False), ("learning_rate", 0.0, math.inf, True),
-            ("adam_eps", 0.0, math.inf, False), ("priority_exponent", 0.0, math.inf, False),
-            ("importance_exponent", 0.0, 1.0, False), ("max_priority_weight", 0.0, 1.0, False),
-            ("samples_per_insert", 0.0, math.inf, True), ("value_rescale_eps", 0.0, 1.0, False),
-            ("epsilon_max", 0.0, 1.0, False), ("epsilon_min", 0.0, 1.0, False),
+            ("discount", 0.0, 1.0, False),
+            ("learning_rate", 0.0, math.inf, True),
+            ("adam_eps", 0.0, math.inf, False),
+            ("priority_exponent", 0.0, math.inf, False),
+            ("importance_exponent", 0.0, 1.0, False),
+            ("max_priority_weight", 0.0, 1.0, False),
+            ("samples_per_insert", 0.0, math.inf, True),
+            ("value_rescale_eps", 0.0, 1.0, False),
+            ("epsilon_max", 0.0, 1.0, False),
+            ("epsilon_min", 0.0, 1.0, False),
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float | np.number):
@@ -164,20 +177,27 @@ class R2D2Config:
         slots = self.replay_capacity // self.num_envs
         if slots * self.period < self.sequence_length:
             need = -(-self.sequence_length // self.period) * self.num_envs
-            fail("replay_capacity",
-                 f">= {need} (each actor must keep one whole sequence of "
-                 f"{self.sequence_length} steps = ceil({self.sequence_length}/{self.period}) "
-                 f"items of period {self.period})")
+            fail(
+                "replay_capacity",
+                f">= {need} (each actor must keep one whole sequence of "
+                f"{self.sequence_length} steps = ceil({self.sequence_length}/{self.period}) "
+                f"items of period {self.period})",
+            )
         if self.min_replay_size > self.max_valid_items:
-            fail("min_replay_size", f"<= {self.max_valid_items}, the sequences a full replay of "
-                 f"capacity {self.replay_capacity} can hold")
+            fail(
+                "min_replay_size",
+                f"<= {self.max_valid_items}, the sequences a full replay of "
+                f"capacity {self.replay_capacity} can hold",
+            )
         if self.batch_size > self.min_replay_size:
             fail("batch_size", f"<= min_replay_size={self.min_replay_size}")
         steps = self.samples_per_insert * self.num_envs / self.batch_size
         if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
-            fail("samples_per_insert",
-                 f"a value making samples_per_insert * num_envs / batch_size "
-                 f"(= {steps:g} learner steps per update) a whole number >= 1")
+            fail(
+                "samples_per_insert",
+                f"a value making samples_per_insert * num_envs / batch_size "
+                f"(= {steps:g} learner steps per update) a whole number >= 1",
+            )
 
     @property
     def sequence_length(self) -> int:
@@ -189,8 +209,9 @@ class R2D2Config:
 
     @property
     def max_valid_items(self) -> int:
-        return self.num_envs * ((self.slots_per_env * self.period - self.sequence_length)
-                                // self.period + 1)
+        return self.num_envs * (
+            (self.slots_per_env * self.period - self.sequence_length) // self.period + 1
+        )
 
     @property
     def learner_steps_per_update(self) -> int:
@@ -218,8 +239,9 @@ def actor_epsilons(num_envs: int, epsilon_max: float, epsilon_min: float) -> np.
 # ============================================================================= losses
 
 
-def n_step_targets(rewards: Array, discounts: Array, has_action: Array, values: Array,
-                   n: int, gamma: float) -> Array:
+def n_step_targets(
+    rewards: Array, discounts: Array, has_action: Array, values: Array, n: int, gamma: float
+) -> Array:
     """n-step returns that stop at an episode's final observation and at the sequence end.
 
     For a sequence of T + 1 steps (index 0..T) and every t < T::
@@ -267,8 +289,20 @@ def _slice_time(tree, start, stop):
     return jax.tree.map(lambda x: x[:, start:stop], tree)
 
 
-def r2d2_loss(params, target_params, rest, graphdef, batch: dict, carry, weights: Array,
-              *, burn_in: int, n_step: int, discount: float, value_rescale_eps: float):
+def r2d2_loss(
+    params,
+    target_params,
+    rest,
+    graphdef,
+    batch: dict,
+    carry,
+    weights: Array,
+    *,
+    burn_in: int,
+    n_step: int,
+    discount: float,
+    value_rescale_eps: float,
+):
     """R2D2 sequence loss (Kapturowski et al. 2019, eq. 1 and sec. 2.3).
 
     Both networks start from the stored state ``carry`` and run the first ``burn_in`` steps
@@ -284,14 +318,19 @@ def r2d2_loss(params, target_params, rest, graphdef, batch: dict, carry, weights
     action, reward, discount, has_action. weights: importance weights [B].
     Returns (loss, LossOutput).
     """
-    obs, pa, pr, st = batch["observation"], batch["prev_action"], batch["prev_reward"], \
-        batch["start"]
+    obs, pa, pr, st = (
+        batch["observation"],
+        batch["prev_action"],
+        batch["prev_reward"],
+        batch["start"],
+    )
     length = pa.shape[1]
     bi = burn_in
 
     def run(p, c, lo, hi):
-        return _apply(graphdef, p, rest, _slice_time(obs, lo, hi), pa[:, lo:hi], pr[:, lo:hi],
-                      st[:, lo:hi], c)
+        return _apply(
+            graphdef, p, rest, _slice_time(obs, lo, hi), pa[:, lo:hi], pr[:, lo:hi], st[:, lo:hi], c
+        )
 
     sg = jax.lax.stop_gradient
     if bi > 0:
@@ -305,8 +344,9 @@ def r2d2_loss(params, target_params, rest, graphdef, batch: dict, carry, weights
     q_tgt = sg(q_tgt)
 
     a_star = jnp.argmax(sg(q), axis=-1)
-    v = rlax.signed_parabolic(jnp.take_along_axis(q_tgt, a_star[..., None], -1)[..., 0],
-                              value_rescale_eps)
+    v = rlax.signed_parabolic(
+        jnp.take_along_axis(q_tgt, a_star[..., None], -1)[..., 0], value_rescale_eps
+    )
     rew, disc, has = batch["reward"][:, bi:], batch["discount"][:, bi:], batch["has_action"][:, bi:]
     g = n_step_targets(rew, disc, has, v, n_step, discount)
     y = sg(rlax.signed_hyperbolic(g, value_rescale_eps))
@@ -386,12 +426,17 @@ def _compact_mask(env, env_params, mode) -> PyTree:
     spaces = _space_tree(env.observation_space(env_params))
 
     def is_counts(s):
-        return (isinstance(s, Box) and np.all(np.asarray(s.low) == 0)
-                and np.all(np.asarray(s.high) == 255))
+        return (
+            isinstance(s, Box)
+            and np.all(np.asarray(s.low) == 0)
+            and np.all(np.asarray(s.high) == 255)
+        )
 
     if isinstance(spaces, dict) and isinstance(obs_struct, dict):
-        return {k: bool(is_counts(spaces.get(k))) and not isinstance(obs_struct[k], dict)
-                for k in obs_struct}
+        return {
+            k: bool(is_counts(spaces.get(k))) and not isinstance(obs_struct[k], dict)
+            for k in obs_struct
+        }
     if not isinstance(spaces, dict) and len(jax.tree.leaves(obs_struct)) == 1:
         return jax.tree.map(lambda _: bool(is_counts(spaces)), obs_struct)
     return jax.tree.map(lambda _: False, obs_struct)
@@ -400,7 +445,8 @@ def _compact_mask(env, env_params, mode) -> PyTree:
 def compress_observation(obs: PyTree, mask: PyTree) -> PyTree:
     """uint8 for the masked leaves (values are integer counts in 0..255, so this is exact)."""
     return jax.tree.map(
-        lambda x, m: jnp.clip(jnp.round(x), 0, 255).astype(jnp.uint8) if m else x, obs, mask)
+        lambda x, m: jnp.clip(jnp.round(x), 0, 255).astype(jnp.uint8) if m else x, obs, mask
+    )
 
 
 def decompress_observation(obs: PyTree) -> PyTree:
@@ -442,11 +488,14 @@ class R2D2Agent:
         c = config
         has_mirror = getattr(env, "mirror_actions", None) is not None
         if c.mirror is True and not has_mirror:
-            raise ValueError(f"R2D2Config.mirror=True but environment {env.name} declares no "
-                             "mirror_actions; allowed: 'auto' or False")
+            raise ValueError(
+                f"R2D2Config.mirror=True but environment {env.name} declares no "
+                "mirror_actions; allowed: 'auto' or False"
+            )
         self.mirror = bool(has_mirror and c.mirror in ("auto", True))
-        self.mirror_actions = (jnp.asarray(np.asarray(env.mirror_actions), jnp.int32)
-                               if self.mirror else None)
+        self.mirror_actions = (
+            jnp.asarray(np.asarray(env.mirror_actions), jnp.int32) if self.mirror else None
+        )
         self.graphdef, params, rest = nnx.split(network, nnx.Param, ...)
         self._params0, self._rest0 = params, rest
         self._net0 = network
@@ -486,11 +535,18 @@ class R2D2Agent:
     def _replay_examples(self):
         _, ts = jax.eval_shape(lambda k: self.env.reset(k, self.env_params), jax.random.key(0))
         obs = compress_observation(
-            jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), ts.observation),
-            self.compact_mask)
-        step = dict(observation=obs, prev_action=jnp.int32(0), prev_reward=jnp.float32(0),
-                    start=jnp.bool_(False), action=jnp.int32(0), reward=jnp.float32(0),
-                    discount=jnp.float32(0), has_action=jnp.bool_(False))
+            jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), ts.observation), self.compact_mask
+        )
+        step = dict(
+            observation=obs,
+            prev_action=jnp.int32(0),
+            prev_reward=jnp.float32(0),
+            start=jnp.bool_(False),
+            action=jnp.int32(0),
+            reward=jnp.float32(0),
+            discount=jnp.float32(0),
+            has_action=jnp.bool_(False),
+        )
         carry = jax.tree.map(lambda x: x[0], self.initialize_carry(1))
         extras = dict(carry=carry)
         if self.mirror and self.config.mirror_carry == "exact":
@@ -566,19 +622,28 @@ class R2D2Agent:
         k_eps, k_rand, k_env, k_reset = jax.random.split(key, 4)
         if self.mirror and c.mirror_carry == "exact":
             mobs = jax.vmap(self.env.reflect_observation)(actor.observation)
-            mpa = jnp.where(actor.prev_action >= 0,
-                            self.mirror_actions[jnp.maximum(actor.prev_action, 0)], -1)
-            both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]),
-                                (actor.observation, actor.prev_action, actor.prev_reward,
-                                 actor.start, actor.carry),
-                                (mobs, mpa, actor.prev_reward, actor.start, actor.carry_mirror))
+            mpa = jnp.where(
+                actor.prev_action >= 0, self.mirror_actions[jnp.maximum(actor.prev_action, 0)], -1
+            )
+            both = jax.tree.map(
+                lambda a, b: jnp.concatenate([a, b]),
+                (actor.observation, actor.prev_action, actor.prev_reward, actor.start, actor.carry),
+                (mobs, mpa, actor.prev_reward, actor.start, actor.carry_mirror),
+            )
             carry2, q2 = self._q_step(params, rest, *both)
             q = q2[:n]
             carry = jax.tree.map(lambda x: x[:n], carry2)
             carry_m = jax.tree.map(lambda x: x[n:], carry2)
         else:
-            carry, q = self._q_step(params, rest, actor.observation, actor.prev_action,
-                                    actor.prev_reward, actor.start, actor.carry)
+            carry, q = self._q_step(
+                params,
+                rest,
+                actor.observation,
+                actor.prev_action,
+                actor.prev_reward,
+                actor.start,
+                actor.carry,
+            )
             carry_m = actor.carry_mirror
         greedy = jnp.argmax(q, axis=-1).astype(jnp.int32)
         rand = jax.random.randint(k_rand, (n,), 0, self.num_actions, jnp.int32)
@@ -589,7 +654,8 @@ class R2D2Agent:
 
         env_keys = jax.random.split(k_env, n)
         s_env, ts = jax.vmap(lambda k, s, a: self.env.step(k, s, a, self.env_params))(
-            env_keys, actor.env_state, action)
+            env_keys, actor.env_state, action
+        )
         reset_keys = jax.random.split(k_reset, n)
 
         def do_reset(_):
@@ -605,22 +671,31 @@ class R2D2Agent:
             return jnp.where(m, a, b)
 
         env_state = jax.tree.map(sel, r_env, s_env)
-        obs = jax.tree.map(sel, jax.tree.map(lambda x: x.astype(jnp.float32), r_ts.observation),
-                           jax.tree.map(lambda x: x.astype(jnp.float32), ts.observation))
+        obs = jax.tree.map(
+            sel,
+            jax.tree.map(lambda x: x.astype(jnp.float32), r_ts.observation),
+            jax.tree.map(lambda x: x.astype(jnp.float32), ts.observation),
+        )
         reward = jnp.where(has_action, ts.reward.astype(jnp.float32), 0.0)
         terminated = has_action & ts.terminated
         ended = has_action & (ts.terminated | ts.truncated)
 
         step = dict(
             observation=compress_observation(actor.observation, self.compact_mask),
-            prev_action=actor.prev_action, prev_reward=actor.prev_reward, start=actor.start,
-            action=action, reward=reward, discount=1.0 - terminated.astype(jnp.float32),
+            prev_action=actor.prev_action,
+            prev_reward=actor.prev_reward,
+            start=actor.start,
+            action=action,
+            reward=reward,
+            discount=1.0 - terminated.astype(jnp.float32),
             has_action=has_action,
         )
         ep_return = actor.ep_return + reward
         ep_length = actor.ep_length + has_action.astype(jnp.int32)
-        ep_info = {k: actor.ep_info[k] + jnp.where(has_action, ts.info[k], 0.0).astype(
-            jnp.float32) for k in self.info_keys}
+        ep_info = {
+            k: actor.ep_info[k] + jnp.where(has_action, ts.info[k], 0.0).astype(jnp.float32)
+            for k in self.info_keys
+        }
         stats = dict(ended=ended, ep_return=ep_return, ep_length=ep_length, **ep_info)
         zero_f = jnp.zeros_like(ep_return)
         new = ActorState(
@@ -642,13 +717,24 @@ class R2D2Agent:
 
     def _loss(self, params, target_params, rest, batch, carry, weights):
         c = self.config
-        return r2d2_loss(params, target_params, rest, self.graphdef, batch, carry, weights,
-                         burn_in=c.burn_in, n_step=c.n_step, discount=c.discount,
-                         value_rescale_eps=c.value_rescale_eps)
+        return r2d2_loss(
+            params,
+            target_params,
+            rest,
+            self.graphdef,
+            batch,
+            carry,
+            weights,
+            burn_in=c.burn_in,
+            n_step=c.n_step,
+            discount=c.discount,
+            value_rescale_eps=c.value_rescale_eps,
+        )
 
     def _grad_step(self, params, target_params, rest, opt_state, batch, carry, weights):
         (loss, out), grads = jax.value_and_grad(self._loss, has_aux=True)(
-            params, target_params, rest, batch, carry, weights)
+            params, target_params, rest, batch, carry, weights
+        )
         updates, opt_state = self.optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss, out
 
@@ -670,7 +756,8 @@ class R2D2Agent:
         params, opt_state = ts.params, ts.opt_state
         if not self.mirror:
             params, opt_state, loss, out = self._grad_step(
-                params, ts.target_params, ts.rest, opt_state, batch, carry, w)
+                params, ts.target_params, ts.rest, opt_state, batch, carry, w
+            )
             abs_td, mask = out.abs_td, out.mask
             q_mean = out.q_mean
         else:
@@ -681,26 +768,26 @@ class R2D2Agent:
                 big = jax.tree.map(lambda a, b: cat([a, b]), batch, mbatch)
                 bigc = jax.tree.map(lambda a, b: cat([a, b]), carry, mcarry)
                 params, opt_state, loss, out = self._grad_step(
-                    params, ts.target_params, ts.rest, opt_state, big, bigc, cat([w, w]))
+                    params, ts.target_params, ts.rest, opt_state, big, bigc, cat([w, w])
+                )
                 b = c.batch_size
                 abs_td = jnp.concatenate([out.abs_td[:b], out.abs_td[b:]], axis=1)
                 mask = jnp.concatenate([out.mask[:b], out.mask[b:]], axis=1)
                 q_mean = out.q_mean
             else:
-                stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), (batch, carry),
-                                       (mbatch, mcarry))
+                stacked = jax.tree.map(
+                    lambda a, b: jnp.stack([a, b]), (batch, carry), (mbatch, mcarry)
+                )
                 flip = jax.random.bernoulli(k_order)
                 order = jax.tree.map(lambda x: jnp.where(flip, x[::-1], x), stacked)
 
                 def body(carry_, xs):
                     p, o = carry_
                     bt, cr = xs
-                    p, o, loss_, out_ = self._grad_step(p, ts.target_params, ts.rest, o, bt,
-                                                        cr, w)
+                    p, o, loss_, out_ = self._grad_step(p, ts.target_params, ts.rest, o, bt, cr, w)
                     return (p, o), (loss_, out_)
 
-                (params, opt_state), (losses, outs) = jax.lax.scan(
-                    body, (params, opt_state), order)
+                (params, opt_state), (losses, outs) = jax.lax.scan(body, (params, opt_state), order)
                 loss = jnp.mean(losses)
                 abs_td = jnp.concatenate([outs.abs_td[0], outs.abs_td[1]], axis=1)
                 mask = jnp.concatenate([outs.mask[0], outs.mask[1]], axis=1)
@@ -712,12 +799,19 @@ class R2D2Agent:
         target = jax.tree.map(lambda p, t: jnp.where(copy, p, t), params, ts.target_params)
         m = mask.astype(jnp.float32)
         metrics = dict(
-            loss=loss, q_mean=q_mean,
+            loss=loss,
+            q_mean=q_mean,
             td_abs=jnp.sum(abs_td * m) / jnp.maximum(jnp.sum(m), 1.0),
-            priority_mean=jnp.mean(prio), priority_max=jnp.max(prio),
+            priority_mean=jnp.mean(prio),
+            priority_max=jnp.max(prio),
         )
-        ts = ts._replace(params=params, target_params=target, opt_state=opt_state,
-                         replay=replay, learner_steps=learner_steps)
+        ts = ts._replace(
+            params=params,
+            target_params=target,
+            opt_state=opt_state,
+            replay=replay,
+            learner_steps=learner_steps,
+        )
         return ts, metrics
 
     # -------------------------------------------------------------------- one update
@@ -732,7 +826,8 @@ class R2D2Agent:
             extras["carry_mirror"] = actor0.carry_mirror
 
         actor, (steps, stats) = jax.lax.scan(
-            lambda a, k: self._tick(ts, a, k), actor0, jax.random.split(k_act, c.period))
+            lambda a, k: self._tick(ts, a, k), actor0, jax.random.split(k_act, c.period)
+        )
         steps = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps)  # [N, period, ...]
         replay = self.replay.add(ts.replay, steps, extras)
         ts = ts._replace(actor=actor, replay=replay, key=key)
@@ -741,8 +836,9 @@ class R2D2Agent:
         empty = dict(loss=nan, q_mean=nan, td_abs=nan, priority_mean=nan, priority_max=nan)
 
         def learn(ts_):
-            ts_, ms = jax.lax.scan(self.learner_step, ts_,
-                                   jax.random.split(k_learn, c.learner_steps_per_update))
+            ts_, ms = jax.lax.scan(
+                self.learner_step, ts_, jax.random.split(k_learn, c.learner_steps_per_update)
+            )
             return ts_, jax.tree.map(jnp.mean, ms)
 
         ready = self.replay.num_valid(replay) >= c.min_replay_size
@@ -788,14 +884,20 @@ class R2D2Agent:
 
     def initial_act_carry(self, batch_size: int) -> ActCarry:
         """Carry for ``act`` at the start of episodes (batch of ``batch_size``)."""
-        return ActCarry(self.initialize_carry(batch_size),
-                        jnp.full((batch_size,), -1, jnp.int32), jnp.ones((batch_size,), bool))
+        return ActCarry(
+            self.initialize_carry(batch_size),
+            jnp.full((batch_size,), -1, jnp.int32),
+            jnp.ones((batch_size,), bool),
+        )
 
     def _act_impl(self, state, observation, carry, key, prev_reward, start, greedy):
         b = carry.prev_action.shape[0]
         st = carry.start if start is None else jnp.asarray(start, bool)
-        pr = jnp.zeros((b,), jnp.float32) if prev_reward is None else jnp.asarray(
-            prev_reward, jnp.float32)
+        pr = (
+            jnp.zeros((b,), jnp.float32)
+            if prev_reward is None
+            else jnp.asarray(prev_reward, jnp.float32)
+        )
         obs = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), observation)
         pa = jnp.where(st, -1, carry.prev_action)
         net, q = self._q_step(state.params, state.rest, obs, pa, pr, st, carry.net)
@@ -807,8 +909,17 @@ class R2D2Agent:
             action = jnp.where(jax.random.uniform(k2, (b,)) < eps, rand, action)
         return ActCarry(net, action, jnp.zeros((b,), bool)), action
 
-    def act(self, state: TrainState, observation, carry: ActCarry | None, key: Array,
-            greedy: bool = True, *, prev_reward=None, start=None):
+    def act(
+        self,
+        state: TrainState,
+        observation,
+        carry: ActCarry | None,
+        key: Array,
+        greedy: bool = True,
+        *,
+        prev_reward=None,
+        start=None,
+    ):
         """One evaluation step for a batch [B]: returns (carry, action int32 [B]).
 
         ``carry`` from ``initial_act_carry(B)`` (or None for that); it remembers the previous
@@ -822,29 +933,58 @@ class R2D2Agent:
         return self._act(state, observation, carry, key, prev_reward, start, greedy=greedy)
 
 
+def _space_shape(space) -> Any:
+    if isinstance(space, Dict):
+        return {k: _space_shape(v) for k, v in space.spaces.items()}
+    return list(space.shape)
+
+
+def network_kwargs(env, env_params, network: dict) -> dict:
+    """The registry kwargs of a network dict, with ``num_actions`` (from the Discrete action
+    space) and ``obs_shape`` (from the observation space) filled in where the model's
+    constructor takes them and the dict sets neither them nor ``obs_dim``."""
+    import inspect
+
+    from larvax.networks import registry
+
+    if "name" not in network:
+        raise ValueError(f"make_agent: network dict needs a 'name', got {network!r}")
+    space = env.action_space(env_params)
+    if not isinstance(space, Discrete):
+        raise ValueError(f"R2D2 needs a Discrete action space, got {space!r}")
+    kwargs = {k: v for k, v in network.items() if k not in ("name", "seed")}
+    accepted = inspect.signature(registry.get_class(network["name"]).__init__).parameters
+    if "num_actions" in accepted:
+        kwargs.setdefault("num_actions", int(space.n))
+    if "obs_shape" in accepted and "obs_shape" not in kwargs and "obs_dim" not in kwargs:
+        kwargs["obs_shape"] = _space_shape(env.observation_space(env_params))
+    return kwargs
+
+
 def make_agent(env, env_params, network, config: dict | R2D2Config | None) -> R2D2Agent:
     """Build an R2D2 agent.
 
-    network: ``{"name": registry name, **kwargs}`` (``num_actions`` is filled in from the
-        environment's action space), or an already built NNX module following the network
-        call signature ``carry, q = net(obs, prev_action, prev_reward, starts, carry)``.
+    network: ``{"name": registry name, "seed": int (default 0), **kwargs}`` (``num_actions``
+        and ``obs_shape`` are filled in from the environment's spaces, see
+        ``network_kwargs``), or an already built NNX module following the network call
+        signature ``carry, q = net(obs, prev_action, prev_reward, starts, carry)``.
     config: a dict of ``R2D2Config`` fields (or an ``R2D2Config``).
+
+    With a network dict, ``init(key)`` builds fresh parameters from ``key``; with a module,
+    ``init`` starts from the module's parameters.
     """
     cfg = config if isinstance(config, R2D2Config) else R2D2Config.from_dict(config)
     params = env_params if env_params is not None else env.default_params
     spec = None
     if isinstance(network, dict):
-        if "name" not in network:
-            raise ValueError(f"make_agent: network dict needs a 'name', got {network!r}")
-        space = env.action_space(params)
-        if not isinstance(space, Discrete):
-            raise ValueError(f"R2D2 needs a Discrete action space, got {space!r}")
-        spec = dict(network)
-        spec.setdefault("num_actions", int(space.n))
         from larvax.networks import registry
 
-        kwargs = {k: v for k, v in spec.items() if k not in ("name", "seed")}
-        network = registry.create(spec["name"], seed=int(spec.get("seed", 0)), **kwargs)
+        spec = {
+            "name": network["name"] if "name" in network else None,
+            **network_kwargs(env, params, network),
+        }
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+        network = registry.create(spec["name"], seed=int(network.get("seed", 0)), **kwargs)
     return R2D2Agent(env, params, network, cfg, network_spec=spec)
 
 
@@ -857,6 +997,7 @@ __all__ = [
     "actor_epsilons",
     "make_agent",
     "mirror_batch",
+    "network_kwargs",
     "n_step_targets",
     "r2d2_loss",
 ]

@@ -1,0 +1,455 @@
+"""R2D2 on Simfish: whole-training throughput, mirrored-state check, and learning to hunt.
+
+Three measurements (``--mode``, default ``all``):
+
+- ``throughput``: env steps/s of the whole training loop (acting with ``num_envs`` actors,
+  insertion, and learning at samples-per-insert 1 with mirror augmentation), measured after
+  compilation and after learning has started. Target (issue): >= 3,000 env steps/s on a
+  2-core CPU (the reference's 15 actors at ~39 steps/s each top out below 600).
+- ``mirror``: on a trained replay, Q-values of the mirrored batch after burn-in when the
+  learner starts from the exact mirrored state (what larvax stores: the actors run the
+  mirrored stream too) vs from the unmirrored state (what simfish_rl reuses): mean |dQ|,
+  relative to mean |Q|, and how often the greedy action differs.
+- ``learning``: for each seed, train for ``--steps`` env steps, then a greedy evaluation over
+  ``--eval-episodes`` episodes (prey caught per episode) against a uniformly random policy;
+  mean and standard error over seeds, and a learning-curve PNG.
+
+Usage::
+
+    python benchmarks/r2d2_simfish.py                     # full: 2M steps x 3 seeds, stage1
+    python benchmarks/r2d2_simfish.py --quick             # smoke run (a minute or two)
+    python benchmarks/r2d2_simfish.py --mode throughput --updates 40
+    python benchmarks/r2d2_simfish.py --mode learning --steps 5000000 --seeds 5 --preset normal
+
+Writes ``benchmarks/results/r2d2_simfish.json`` (or ``--out``) and
+``benchmarks/results/r2d2_simfish_curve.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine_info() -> dict:
+    import flax
+
+    import larvax
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "jax_devices": [str(d) for d in jax.devices()],
+        "python": sys.version.split()[0],
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "larvax": larvax.__version__,
+    }
+
+
+def patch_retina_im2col() -> None:
+    """Experiment (``--retina-im2col``): run ``larvax.networks.extractors.Retina``'s Conv1D
+    stack as im2col (strided slices of the padded input, one matmul per layer). Same
+    function (SAME padding, same weights); on XLA:CPU the gradient of ``lax.conv`` inside a
+    ``lax.scan``/``lax.cond`` (where the learner runs) is ~10x slower than outside, the
+    matmul form is not. Measured here to quantify a proposed change to the network library.
+    """
+    from larvax.networks import extractors
+
+    def eye(self, x):
+        for conv in self.convs:
+            k = conv.kernel_size[0]
+            s = conv.strides[0] if isinstance(conv.strides, tuple | list) else conv.strides
+            w = conv.kernel[...]
+            ci, co = w.shape[1], w.shape[2]
+            length = x.shape[1]
+            out = -(-length // s)
+            pad = max((out - 1) * s + k - length, 0)
+            xp = jnp.pad(x, ((0, 0), (pad // 2, pad - pad // 2), (0, 0)))
+            cols = [jax.lax.slice_in_dim(xp, j, j + (out - 1) * s + 1, s, axis=1) for j in range(k)]
+            x = jax.nn.relu(jnp.concatenate(cols, -1) @ w.reshape(k * ci, co) + conv.bias[...])
+        return x.reshape((x.shape[0], -1))
+
+    extractors.Retina.eye = eye
+
+
+def build(args, num_envs: int, extra: dict | None = None):
+    from larvax.agents.r2d2 import make_agent
+    from larvax.envs import make
+
+    env, params = make("simfish", preset=args.preset)
+    config = dict(
+        num_envs=num_envs,
+        replay_capacity=args.replay_capacity,
+        min_replay_size=args.min_replay_size,
+        mirror_update=args.mirror_update,
+        mirror_carry=args.mirror_carry,
+    )
+    config.update(extra or {})
+    return make_agent(env, params, {"name": args.network}, config)
+
+
+# ----------------------------------------------------------------------------- throughput
+
+
+def run_throughput(args) -> dict:
+    agent = build(args, args.num_envs)
+    c = agent.config
+    state = agent.init(jax.random.key(0))
+    chunk = args.chunk
+    # updates until learning runs in every update of the timed chunks
+    items_per_update = c.num_envs
+    warm = math.ceil(c.sequence_length / c.period) + math.ceil(c.min_replay_size / items_per_update)
+    warm_chunks = max(1, math.ceil(warm / chunk))
+    t0 = time.perf_counter()
+    state, m = agent.train(state, chunk)
+    jax.block_until_ready(m)
+    compile_s = time.perf_counter() - t0
+    for _ in range(warm_chunks):
+        state, m = agent.train(state, chunk)
+    jax.block_until_ready(m)
+    times = []
+    learner_steps = []
+    for _ in range(args.timed_chunks):
+        t0 = time.perf_counter()
+        state, m = agent.train(state, chunk)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t0)
+        learner_steps.append(float(np.asarray(m["learner_steps"])[-1]))
+    loss = np.asarray(m["loss"])
+    steps = chunk * agent.env_steps_per_update
+    sps = [steps / t for t in times]
+    return {
+        "num_envs": c.num_envs,
+        "updates_per_chunk": chunk,
+        "env_steps_per_chunk": steps,
+        "learner_steps_per_update": c.learner_steps_per_update,
+        "batch_size": c.batch_size,
+        "sequence_length": c.sequence_length,
+        "mirror": agent.mirror,
+        "mirror_update": c.mirror_update,
+        "mirror_carry": c.mirror_carry,
+        "first_chunk_s_incl_compile": compile_s,
+        "chunk_seconds": times,
+        "env_steps_per_s": float(np.median(sps)),
+        "env_steps_per_s_best": float(np.max(sps)),
+        "learning_in_timed_chunks": bool(np.all(np.isfinite(loss))),
+        "replay_bytes": agent.replay_nbytes(),
+        "replay_capacity_items": c.replay_capacity,
+        "target": 3000,
+    }, (agent, state)
+
+
+# ----------------------------------------------------------------------------- mirror check
+
+
+def run_mirror_check(agent, state, batches: int = 4) -> dict:
+    """|Q(mirrored batch | exact mirrored state) - Q(mirrored batch | unmirrored state)|."""
+    from larvax.agents.r2d2 import mirror_batch
+
+    c = agent.config
+    if not agent.mirror or c.mirror_carry != "exact":
+        return {"skipped": "needs mirror with mirror_carry='exact'"}
+
+    @jax.jit
+    def gap(state, key):
+        sample, batch, _ = agent.learner_batch(state, key)
+        mb = mirror_batch(batch, agent.env.reflect_observation, agent.mirror_actions)
+        args = (mb["observation"], mb["prev_action"], mb["prev_reward"], mb["start"])
+
+        def q_from(carry):
+            return agent.apply(state.params, state.rest, *args, carry)[1][:, c.burn_in :]
+
+        q_exact = q_from(sample.extras["carry_mirror"])
+        q_reuse = q_from(sample.extras["carry"])
+        q_zero = q_from(agent.initialize_carry(c.batch_size))
+        mask = mb["has_action"][:, c.burn_in :]
+        m = mask[..., None].astype(jnp.float32)
+        n = jnp.maximum(jnp.sum(m) * q_exact.shape[-1], 1.0)
+
+        def mad(a, b):
+            return jnp.sum(jnp.abs(a - b) * m) / n
+
+        act_diff = jnp.sum((jnp.argmax(q_exact, -1) != jnp.argmax(q_reuse, -1)) * mask) / (
+            jnp.maximum(jnp.sum(mask), 1)
+        )
+        return dict(
+            mean_abs_q=jnp.sum(jnp.abs(q_exact) * m) / n,
+            mean_abs_dq_reuse=mad(q_exact, q_reuse),
+            mean_abs_dq_zero=mad(q_exact, q_zero),
+            first_step_abs_dq_reuse=jnp.mean(jnp.abs(q_exact[:, 0] - q_reuse[:, 0])),
+            greedy_action_differs=act_diff,
+        )
+
+    out = [jax.tree.map(float, gap(state, jax.random.key(i))) for i in range(batches)]
+    res = {k: float(np.mean([o[k] for o in out])) for k in out[0]}
+    res["relative_dq_reuse"] = res["mean_abs_dq_reuse"] / max(res["mean_abs_q"], 1e-12)
+    res["burn_in"] = c.burn_in
+    return res
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate(agent, state, key, num_episodes: int, policy: str) -> dict:
+    """One episode per parallel env (until its first end); greedy or uniformly random."""
+    env, params = agent.env, agent.env_params
+    max_steps = int(getattr(params, "max_steps", 1000))
+
+    @jax.jit
+    def run(key):
+        k_reset, k_run = jax.random.split(key)
+        env_state, ts = jax.vmap(lambda k: env.reset(k, params))(
+            jax.random.split(k_reset, num_episodes)
+        )
+        n = num_episodes
+        carry0 = (
+            env_state,
+            jax.tree.map(lambda x: x.astype(jnp.float32), ts.observation),
+            agent.initialize_carry(n),
+            jnp.full((n,), -1, jnp.int32),
+            jnp.zeros((n,), jnp.float32),
+            jnp.ones((n,), bool),
+            jnp.zeros((n,), bool),  # done
+            jnp.zeros((n,), jnp.float32),  # return
+            jnp.zeros((n,), jnp.float32),  # prey
+            jnp.zeros((n,), jnp.float32),  # length
+        )
+
+        def body(carry, k):
+            es, obs, net, pa, pr, st, done, ret, prey, length = carry
+            k_act, k_env = jax.random.split(k)
+            net, q = agent._q_step(state.params, state.rest, obs, pa, pr, st, net)
+            if policy == "greedy":
+                a = jnp.argmax(q, -1).astype(jnp.int32)
+            else:
+                a = jax.random.randint(k_act, (n,), 0, agent.num_actions, jnp.int32)
+            es, ts = jax.vmap(lambda kk, s, aa: env.step(kk, s, aa, params))(
+                jax.random.split(k_env, n), es, a
+            )
+            alive = ~done
+            ret = ret + jnp.where(alive, ts.reward, 0.0)
+            prey = prey + jnp.where(alive, ts.info["prey_caught"].astype(jnp.float32), 0.0)
+            length = length + alive.astype(jnp.float32)
+            done = done | ts.terminated | ts.truncated
+            obs = jax.tree.map(lambda x: x.astype(jnp.float32), ts.observation)
+            return (es, obs, net, a, ts.reward, jnp.zeros_like(st), done, ret, prey, length), None
+
+        out, _ = jax.lax.scan(body, carry0, jax.random.split(k_run, max_steps))
+        return out[7], out[8], out[9]
+
+    ret, prey, length = (np.asarray(x) for x in run(key))
+    return {
+        "episodes": num_episodes,
+        "prey_caught_mean": float(prey.mean()),
+        "prey_caught_per_episode": prey.tolist(),
+        "return_mean": float(ret.mean()),
+        "length_mean": float(length.mean()),
+    }
+
+
+def run_learning(args) -> dict:
+    runs, curves = [], []
+    for seed in range(args.seeds):
+        agent = build(args, args.num_envs)
+        state = agent.init(jax.random.key(seed))
+        per_update = agent.env_steps_per_update
+        total_updates = max(1, math.ceil(args.steps / per_update))
+        chunk = min(args.chunk, total_updates)
+        n_chunks = math.ceil(total_updates / chunk)
+        curve = []
+        t0 = time.perf_counter()
+        for i in range(n_chunks):
+            state, m = agent.train(state, chunk)
+            m = {k: np.asarray(v) for k, v in m.items()}
+            curve.append(
+                dict(
+                    env_steps=float(m["env_steps"][-1]),
+                    episode_return=float(np.nanmean(m["episode_return"]))
+                    if np.isfinite(m["episode_return"]).any()
+                    else None,
+                    prey_caught=float(np.nanmean(m["prey_caught"]))
+                    if np.isfinite(m["prey_caught"]).any()
+                    else None,
+                    loss=float(np.nanmean(m["loss"])) if np.isfinite(m["loss"]).any() else None,
+                    wall_s=time.perf_counter() - t0,
+                )
+            )
+            if args.verbose:
+                print(f"seed {seed} chunk {i + 1}/{n_chunks}: {curve[-1]}", flush=True)
+        train_s = time.perf_counter() - t0
+        key = jax.random.key(1000 + seed)
+        greedy = evaluate(agent, state, key, args.eval_episodes, "greedy")
+        rand = evaluate(agent, state, key, args.eval_episodes, "random")
+        runs.append(
+            dict(seed=seed, env_steps=curve[-1]["env_steps"], train_s=train_s, greedy=greedy,
+                 random=rand)
+        )  # fmt: skip
+        curves.append(curve)
+
+    def mean_se(xs):
+        xs = np.asarray(xs, np.float64)
+        se = float(xs.std(ddof=1) / np.sqrt(len(xs))) if len(xs) > 1 else float("nan")
+        return float(xs.mean()), se
+
+    g_mean, g_se = mean_se([r["greedy"]["prey_caught_mean"] for r in runs])
+    r_mean, r_se = mean_se([r["random"]["prey_caught_mean"] for r in runs])
+    png = plot_curves(curves, args)
+    return {
+        "preset": args.preset,
+        "steps_per_seed": args.steps,
+        "seeds": args.seeds,
+        "eval_episodes": args.eval_episodes,
+        "greedy_prey_caught_mean": g_mean,
+        "greedy_prey_caught_se": g_se,
+        "random_prey_caught_mean": r_mean,
+        "random_prey_caught_se": r_se,
+        "runs": runs,
+        "curves": curves,
+        "curve_png": str(png) if png else None,
+    }
+
+
+def plot_curves(curves, args):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for seed, curve in enumerate(curves):
+        x = [p["env_steps"] for p in curve]
+        for ax, key in zip(axes, ("prey_caught", "episode_return"), strict=True):
+            y = [np.nan if p[key] is None else p[key] for p in curve]
+            ax.plot(x, y, label=f"seed {seed}")
+    for ax, label in zip(axes, ("prey caught / episode", "episode return"), strict=True):
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"R2D2 on Simfish ({args.preset})")
+    fig.tight_layout()
+    path = Path(args.out).with_name(Path(args.out).stem + "_curve.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def print_table(result: dict) -> None:
+    rows = []
+    t = result.get("throughput")
+    if t:
+        rows.append(("env steps/s (train, median)", f"{t['env_steps_per_s']:.0f} (target 3000)"))
+        rows.append(("first chunk incl. compile (s)", f"{t['first_chunk_s_incl_compile']:.1f}"))
+        rows.append(("replay bytes", f"{t['replay_bytes'] / 2**20:.1f} MiB"))
+    mc = result.get("mirror_check")
+    if mc and "skipped" not in mc:
+        rows.append(("mirror: mean |dQ| reuse vs exact", f"{mc['mean_abs_dq_reuse']:.4g}"))
+        rows.append(("mirror: relative |dQ|", f"{mc['relative_dq_reuse']:.3g}"))
+        rows.append(("mirror: greedy action differs", f"{mc['greedy_action_differs']:.3f}"))
+    lr = result.get("learning")
+    if lr:
+        rows.append(
+            (
+                "greedy prey caught (mean +- se)",
+                f"{lr['greedy_prey_caught_mean']:.2f} +- {lr['greedy_prey_caught_se']:.2f}",
+            )
+        )
+        rows.append(
+            (
+                "random prey caught (mean +- se)",
+                f"{lr['random_prey_caught_mean']:.2f} +- {lr['random_prey_caught_se']:.2f}",
+            )
+        )
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="R2D2 on Simfish")
+        table.add_column("measure")
+        table.add_column("value")
+        for r in rows:
+            table.add_row(*r)
+        Console().print(table)
+    except ImportError:  # pragma: no cover
+        for r in rows:
+            print(f"{r[0]:40s} {r[1]}")
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="short smoke run")
+    p.add_argument("--mode", choices=("all", "throughput", "learning"), default="all")
+    p.add_argument("--preset", default="stage1")
+    p.add_argument("--network", default="r2d2_simfish")
+    p.add_argument("--steps", type=int, default=2_000_000, help="env steps per seed (learning)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--num-envs", type=int, default=64)
+    p.add_argument("--chunk", type=int, default=20, help="updates per compiled train call")
+    p.add_argument("--timed-chunks", type=int, default=3)
+    p.add_argument("--replay-capacity", type=int, default=16384, help="sequence items")
+    p.add_argument("--min-replay-size", type=int, default=1024)
+    p.add_argument("--mirror-update", choices=("joint", "sequential"), default="joint")
+    p.add_argument("--mirror-carry", choices=("exact", "reuse"), default="exact")
+    p.add_argument(
+        "--retina-im2col",
+        action="store_true",
+        help="experiment: im2col Retina convolutions (see patch_retina_im2col)",
+    )
+    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--out", default=str(RESULTS / "r2d2_simfish.json"))
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps = min(args.steps, 64 * 20 * 6)
+        args.seeds = min(args.seeds, 1)
+        args.chunk = min(args.chunk, 3)
+        args.timed_chunks = min(args.timed_chunks, 2)
+        args.num_envs = min(args.num_envs, 32)
+        args.replay_capacity = min(args.replay_capacity, 512)
+        args.min_replay_size = min(args.min_replay_size, 64)
+        args.eval_episodes = min(args.eval_episodes, 20)
+
+    if args.retina_im2col:
+        patch_retina_im2col()
+    result: dict = {
+        "benchmark": "r2d2_simfish",
+        "command": " ".join([sys.executable, *sys.argv]),
+        "args": vars(args),
+        "machine": machine_info(),
+    }
+    if args.mode in ("all", "throughput"):
+        result["throughput"], (agent, state) = run_throughput(args)
+        result["mirror_check"] = run_mirror_check(agent, state)
+        del agent, state
+    if args.mode in ("all", "learning"):
+        result["learning"] = run_learning(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print_table(result)
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
