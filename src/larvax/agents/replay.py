@@ -86,8 +86,9 @@ def _check_int(name: str, value, minimum: int) -> int:
 
 
 def _nbytes(example: PyTree) -> int:
-    return int(sum(np.dtype(x.dtype).itemsize * int(np.prod(x.shape)) for x in
-                   jax.tree.leaves(example)))
+    return int(
+        sum(np.dtype(x.dtype).itemsize * int(np.prod(x.shape)) for x in jax.tree.leaves(example))
+    )
 
 
 class SequenceReplay:
@@ -131,20 +132,28 @@ class SequenceReplay:
 
     def nbytes(self, step_example: PyTree, extras_example: PyTree) -> int:
         """Bytes of the buffer for one (unbatched) stored step and one item's extras."""
-        return replay_nbytes(self.capacity, self.period, _nbytes(step_example),
-                             _nbytes(extras_example))
+        return replay_nbytes(
+            self.capacity, self.period, _nbytes(step_example), _nbytes(extras_example)
+        )
 
     # ------------------------------------------------------------------ functions of the state
 
     def init(self, step_example: PyTree, extras_example: PyTree) -> ReplayState:
         """An empty buffer shaped after one unbatched step and one item's extras."""
         n, s, t = self.num_envs, self.slots_per_env, self.ring_length
-        steps = jax.tree.map(lambda x: jnp.zeros((n, t) + jnp.shape(x), jnp.asarray(x).dtype),
-                             step_example)
-        extras = jax.tree.map(lambda x: jnp.zeros((n, s) + jnp.shape(x), jnp.asarray(x).dtype),
-                              extras_example)
-        return ReplayState(steps, extras, jnp.zeros((n, s), jnp.float32),
-                           jnp.ones((), jnp.float32), jnp.zeros((), jnp.int32))
+        steps = jax.tree.map(
+            lambda x: jnp.zeros((n, t) + jnp.shape(x), jnp.asarray(x).dtype), step_example
+        )
+        extras = jax.tree.map(
+            lambda x: jnp.zeros((n, s) + jnp.shape(x), jnp.asarray(x).dtype), extras_example
+        )
+        return ReplayState(
+            steps,
+            extras,
+            jnp.zeros((n, s), jnp.float32),
+            jnp.ones((), jnp.float32),
+            jnp.zeros((), jnp.int32),
+        )
 
     def add(self, state: ReplayState, steps: PyTree, extras: PyTree) -> ReplayState:
         """Write one chunk: ``steps`` [N, period, ...] and the extras [N, ...] of the item that
@@ -153,17 +162,23 @@ class SequenceReplay:
         p = self.period
         for leaf in jax.tree.leaves(steps):
             if leaf.shape[:2] != (self.num_envs, p):
-                raise ValueError(f"SequenceReplay.add: steps must be [N={self.num_envs}, "
-                                 f"period={p}, ...], got {leaf.shape}")
+                raise ValueError(
+                    f"SequenceReplay.add: steps must be [N={self.num_envs}, "
+                    f"period={p}, ...], got {leaf.shape}"
+                )
         k = state.num_steps // p  # index of the item starting at this chunk
         slot = k % self.slots_per_env
         pos = slot * p
         new_steps = jax.tree.map(
             lambda buf, x: jax.lax.dynamic_update_slice_in_dim(buf, x.astype(buf.dtype), pos, 1),
-            state.steps, steps)
+            state.steps,
+            steps,
+        )
         new_extras = jax.tree.map(
             lambda buf, x: jax.lax.dynamic_update_index_in_dim(buf, x.astype(buf.dtype), slot, 1),
-            state.extras, extras)
+            state.extras,
+            extras,
+        )
         num_steps = state.num_steps + p
         # The item completed now: the one with k * p + L <= num_steps < k * p + L + p.
         done_k = (num_steps - self.sequence_length) // p
@@ -185,12 +200,14 @@ class SequenceReplay:
 
     def probabilities(self, state: ReplayState, priority_exponent: float) -> Array:
         """float32 [N, S]: P(i) = p_i^alpha / sum_j p_j^alpha over valid items (0 elsewhere)."""
-        w = jnp.where(self.valid_mask(state)[None, :],
-                      jnp.power(state.priorities, priority_exponent), 0.0)
+        w = jnp.where(
+            self.valid_mask(state)[None, :], jnp.power(state.priorities, priority_exponent), 0.0
+        )
         return w / jnp.maximum(jnp.sum(w), 1e-30)
 
-    def sample(self, state: ReplayState, key: Array, batch_size: int,
-               priority_exponent: float) -> Sample:
+    def sample(
+        self, state: ReplayState, key: Array, batch_size: int, priority_exponent: float
+    ) -> Sample:
         """Draw ``batch_size`` items with replacement, P(i) proportional to p_i^alpha.
 
         Inverse CDF: one cumulative sum over the N * S slots, one binary search per draw.
@@ -207,17 +224,20 @@ class SequenceReplay:
         env_index = (idx // self.slots_per_env).astype(jnp.int32)
         slot = (idx % self.slots_per_env).astype(jnp.int32)
         times = (slot[:, None] * self.period + jnp.arange(self.sequence_length)[None, :]) % (
-            self.ring_length)
+            self.ring_length
+        )
         seq = jax.tree.map(lambda buf: buf[env_index[:, None], times], state.steps)
         ext = jax.tree.map(lambda buf: buf[env_index, slot], state.extras)
         return Sample(env_index, slot, seq, ext, flat[idx], self.num_valid(state))
 
-    def update_priorities(self, state: ReplayState, env_index: Array, slot: Array,
-                          priorities: Array) -> ReplayState:
+    def update_priorities(
+        self, state: ReplayState, env_index: Array, slot: Array, priorities: Array
+    ) -> ReplayState:
         """Set the raw priorities of sampled items (duplicates: one of them wins)."""
         new = state.priorities.at[env_index, slot].set(priorities.astype(jnp.float32))
-        return state._replace(priorities=new,
-                              max_priority=jnp.maximum(state.max_priority, jnp.max(priorities)))
+        return state._replace(
+            priorities=new, max_priority=jnp.maximum(state.max_priority, jnp.max(priorities))
+        )
 
 
 def replay_nbytes(capacity: int, period: int, bytes_per_step: int, bytes_per_item: int) -> int:
