@@ -530,7 +530,8 @@ def _prey_vectorised(
     dfish_xy = jnp.sum(df * spread[:, None], 0)
     dfish_v = jnp.sum(df * decay[:, None], 0)
     caught = jnp.sum(cap).astype(jnp.int32)
-    n_jumps = jnp.sum(jumps & alive[None]).astype(jnp.int32)
+    after_capture = cap[None] & (kk[:, None] >= k1[None])  # a caught prey jumps no more
+    n_jumps = jnp.sum(jumps & alive[None] & ~after_capture).astype(jnp.int32)
     return x_end, v_end, alive_end, caught, n_jumps, dfish_xy, dfish_v
 
 
