@@ -132,7 +132,10 @@ def print_table(rows: list[dict], ratio_length: int) -> None:
 
         table = Table(title="Sequence models: forward + backward (jax.grad of mean(y))")
         for h in headers:
-            table.add_column(h, justify="left" if h == "model" else "right")
+            if h == "model":
+                table.add_column(h, justify="left", no_wrap=True, min_width=20)
+            else:
+                table.add_column(h, justify="right")
         for b in body:
             table.add_row(*b)
         Console().print(table)
@@ -152,6 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cache-size", type=int, default=128, help="attention window (steps)")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--models", nargs="+", default=None, help="subset of model names")
+    parser.add_argument("--note", default="", help="free text stored in the JSON (conditions)")
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "sequence_models.json"
     )
@@ -208,6 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "parallel_scan_models": [m for m in PARALLEL_SCAN_MODELS if m in names],
         "machine": machine_info(),
+        "load_average_1_5_15min": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "note": args.note,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "results": rows,
     }
