@@ -3,9 +3,10 @@
 All follow the sequence-model contract of :mod:`larvax.networks.sequence.base`:
 ``carry, y = model(x [B, T, F], starts [B, T], carry)``; the carry is reset to zeros by
 ``jnp.where(start, init, carry)`` before the step that starts an episode is read. They run
-a sequential ``lax.scan`` over time; the input projections of LSTM and GRU are computed for
-all steps at once outside the scan (one large matmul), so only the recurrent matmul is
-sequential.
+a sequential ``lax.scan`` over time. LSTM and GRU compute their input projection inside
+the scan step: on CPU this measured ~1.5x faster (forward + backward, B=64, T=256,
+F=H=128) than projecting all steps first, which materialises a ``[T, B, 4H]`` array and
+its gradient.
 """
 
 from __future__ import annotations
@@ -72,18 +73,18 @@ class LSTM(nnx.Module):
         if carry is None:
             carry = self.initialize_carry(x.shape[:1])
         init = self.initialize_carry(x.shape[:1])
+        w_x, b_x = self.input_proj.kernel[...], self.input_proj.bias[...]
         w_h = self.recurrent_kernel[...]
-        xp = self.input_proj(x)  # [B, T, 4H]
 
         def step(carry, inputs):
-            xp_t, start_t = inputs
+            x_t, start_t = inputs
             c, h = reset_where(start_t, init, carry)
-            i, f, g, o = jnp.split(xp_t + h @ w_h, 4, axis=-1)
+            i, f, g, o = jnp.split(x_t @ w_x + b_x + h @ w_h, 4, axis=-1)
             c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
             h = jax.nn.sigmoid(o) * jnp.tanh(c)
             return (c, h), h
 
-        carry, ys = jax.lax.scan(step, carry, (time_major(xp), time_major(starts)))
+        carry, ys = jax.lax.scan(step, carry, (time_major(x), time_major(starts)))
         return carry, time_major(ys)
 
 
@@ -121,14 +122,14 @@ class GRU(nnx.Module):
         if carry is None:
             carry = self.initialize_carry(x.shape[:1])
         init = self.initialize_carry(x.shape[:1])
+        w_x, b_x = self.input_proj.kernel[...], self.input_proj.bias[...]
         w_h = self.recurrent_kernel[...]
         b_hn = self.recurrent_bias[...]
-        xp = self.input_proj(x)  # [B, T, 3H]
 
         def step(h, inputs):
-            xp_t, start_t = inputs
+            x_t, start_t = inputs
             h = reset_where(start_t, init, h)
-            xr, xz, xn = jnp.split(xp_t, 3, axis=-1)
+            xr, xz, xn = jnp.split(x_t @ w_x + b_x, 3, axis=-1)
             hr, hz, hn = jnp.split(h @ w_h, 3, axis=-1)
             r = jax.nn.sigmoid(xr + hr)
             z = jax.nn.sigmoid(xz + hz)
@@ -136,7 +137,7 @@ class GRU(nnx.Module):
             h = (1.0 - z) * n + z * h
             return h, h
 
-        carry, ys = jax.lax.scan(step, carry, (time_major(xp), time_major(starts)))
+        carry, ys = jax.lax.scan(step, carry, (time_major(x), time_major(starts)))
         return carry, time_major(ys)
 
 
