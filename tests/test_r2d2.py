@@ -590,3 +590,24 @@ def test_sequential_mirror_update_and_reused_carry_run(acted):
         for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(st.params), strict=True)
     )
     assert moved > 0
+
+
+@pytest.mark.slow
+def test_learns_stateless_cartpole_with_a_generic_recurrent_q_network():
+    """StatelessCartPoleEasy (velocities hidden) with the registry's "recurrent_q" LSTM:
+    the actors' mean episode return rises from ~0.05 (random) to >= 0.5 within 1M env steps
+    (measured: 0.50 at 640k, 0.66 at 1M, 0.75 at 1.5M; about 4 minutes on a busy 2-core CPU)."""
+    from larvax.envs import make
+
+    env, params = make("StatelessCartPoleEasy")
+    cfg = dict(burn_in=4, trace_length=16, period=8, n_step=3, batch_size=32, num_envs=32,
+               replay_capacity=8192, min_replay_size=512, target_update_period=200,
+               learning_rate=1e-3, discount=0.99, samples_per_insert=2.0)  # fmt: skip
+    agent = make_agent(env, params, {"name": "recurrent_q", "hidden_size": 64}, cfg)
+    state = agent.init(jax.random.key(0))
+    returns = []
+    for _ in range(40):  # 40 x 100 updates x 256 env steps = 1.02M env steps
+        state, m = agent.train(state, 100)
+        returns.append(float(np.nanmean(np.asarray(m["episode_return"]))))
+    assert returns[0] < 0.2
+    assert np.mean(returns[-4:]) >= 0.5, returns
