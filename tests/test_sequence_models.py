@@ -302,6 +302,8 @@ def test_scan_hand_computed():
     # a broadcast over time and batch (time-invariant decay, as LRU and S5 use)
     h2 = seq.linear_scan(jnp.float32(0.5), b, starts, jnp.full((1, 1), 2.0))
     np.testing.assert_allclose(h2, h, atol=1e-7)
+    h3 = seq.linear_scan_sequential(jnp.float32(0.5), b, starts, jnp.full((1, 1), 2.0))
+    np.testing.assert_allclose(h3, h, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", ["MinGRU", "LRU", "S5", "Mamba"])

@@ -65,17 +65,27 @@ def linear_scan(a: Array, b: Array, starts: Array, h0: Array) -> Array:
 
 
 def linear_scan_sequential(a: Array, b: Array, starts: Array, h0: Array) -> Array:
-    """Reference definition of :func:`linear_scan`: a ``lax.scan`` loop over time."""
-    a = jnp.broadcast_to(a, b.shape)
+    """Reference definition of :func:`linear_scan`: a ``lax.scan`` loop over time.
+
+    A decay without batch and time axes (``a.ndim <= b.ndim - 2``, e.g. LRU's and S5's
+    ``[N]`` eigenvalues) is used as a constant instead of being broadcast to ``[B, T, ...]``.
+    """
+    a = jnp.asarray(a)
+    constant = a.ndim <= b.ndim - 2
+    h0 = h0.astype(jnp.result_type(a.dtype, b.dtype))
 
     def step(h, inputs):
         a_t, b_t, s_t = inputs
         h = jnp.where(_expand(s_t, h), jnp.zeros((), h.dtype), h)
-        h = a_t * h + b_t
+        h = (a if constant else a_t) * h + b_t
         return h, h
 
-    h0 = h0.astype(jnp.result_type(a.dtype, b.dtype))
-    _, h = jax.lax.scan(step, h0, (jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1), starts.T))
+    a_seq = (
+        jnp.zeros((b.shape[1],), a.dtype)
+        if constant
+        else jnp.swapaxes(jnp.broadcast_to(a, b.shape), 0, 1)
+    )
+    _, h = jax.lax.scan(step, h0, (a_seq, jnp.swapaxes(b, 0, 1), starts.T))
     return jnp.swapaxes(h, 0, 1)
 
 
@@ -91,8 +101,6 @@ def check_scan_method(owner: str, method: str) -> str:
 
 def scan_function(method: str):
     """:func:`linear_scan` for ``"associative"``, :func:`linear_scan_sequential` otherwise."""
-    return (
-        linear_scan
-        if check_scan_method("scan_function", method) == "associative"
-        else (linear_scan_sequential)
-    )
+    if check_scan_method("scan_function", method) == "associative":
+        return linear_scan
+    return linear_scan_sequential
