@@ -1,6 +1,6 @@
 """R2D2 on Simfish: whole-training throughput, mirrored-state check, and learning to hunt.
 
-Three measurements (``--mode``, default ``all``):
+Four measurements (``--mode``, default ``all``):
 
 - ``throughput``: env steps/s of the whole training loop (acting with ``num_envs`` actors,
   insertion, and learning at samples-per-insert 1 with mirror augmentation), measured after
@@ -10,6 +10,8 @@ Three measurements (``--mode``, default ``all``):
   learner starts from the exact mirrored state (what larvax stores: the actors run the
   mirrored stream too) vs from the unmirrored state (what simfish_rl reuses): mean |dQ|,
   relative to mean |Q|, and how often the greedy action differs.
+- ``replay``: the replay alone (add a chunk, sample a batch, set priorities) against
+  flashbax's prioritised trajectory buffer holding the same data (time and bytes).
 - ``learning``: for each seed, train for ``--steps`` env steps, then a greedy evaluation over
   ``--eval-episodes`` episodes (prey caught per episode) against a uniformly random policy;
   mean and standard error over seeds, and a learning-curve PNG.
@@ -201,6 +203,94 @@ def run_mirror_check(agent, state, batches: int = 4) -> dict:
     return res
 
 
+# ----------------------------------------------------------------------------- replay
+
+
+def run_replay_compare(args, iterations: int = 20) -> dict:
+    """SequenceReplay vs flashbax's prioritised trajectory buffer, same data and sizes:
+    per iteration add one chunk (``period`` steps of ``num_envs`` actors, Simfish-sized steps)
+    then sample ``batch_size`` sequences and set their priorities, ``iterations`` of them in
+    one jitted scan. flashbax needs the recurrent state in every stored step (it stores time
+    steps, not items), larvax stores it once per item. Reports seconds per iteration and bytes.
+    """
+    import flashbax
+
+    from larvax.agents.replay import SequenceReplay
+
+    n, period, length, batch = args.num_envs, 20, 84, 32
+    slots = max(args.replay_capacity // n, -(-length // period))
+    ring = slots * period
+    hidden = 64
+    step = dict(
+        visual=jnp.zeros((139, 3, 2), jnp.uint8),
+        internal=jnp.zeros((3,), jnp.float32),
+        action=jnp.int32(0),
+        reward=jnp.float32(0),
+    )
+    carry = dict(c=jnp.zeros((2, 2, hidden), jnp.float32))  # (h, c) x (plain, mirrored)
+
+    def chunk_data(i):
+        v = jnp.full((n, period, 139, 3, 2), i % 255, jnp.uint8)
+        return dict(
+            visual=v,
+            internal=jnp.zeros((n, period, 3)),
+            action=jnp.zeros((n, period), jnp.int32),
+            reward=jnp.zeros((n, period)),
+        )
+
+    ours = SequenceReplay(n, slots, period, length)
+
+    def ours_iter(st, i):
+        key = jax.random.fold_in(jax.random.key(0), i)
+        st = ours.add(st, chunk_data(i), dict(c=jnp.zeros((n, 2, 2, hidden))))
+        sm = ours.sample(st, key, batch, 0.9)
+        st = ours.update_priorities(st, sm.env_index, sm.slot, jnp.ones((batch,)) * 0.5)
+        return st, jnp.sum(sm.steps["visual"][:, 0, 0, 0, 0].astype(jnp.float32))
+
+    fbx = flashbax.make_prioritised_trajectory_buffer(
+        add_batch_size=n,
+        sample_batch_size=batch,
+        sample_sequence_length=length,
+        period=period,
+        min_length_time_axis=length,
+        max_length_time_axis=ring,
+        priority_exponent=0.9,
+    )
+    fstep = dict(step, c=carry["c"])
+
+    def fbx_iter(st, i):
+        key = jax.random.fold_in(jax.random.key(0), i)
+        data = dict(chunk_data(i), c=jnp.zeros((n, period, 2, 2, hidden)))
+        st = fbx.add(st, data)
+        sm = fbx.sample(st, key)
+        st = fbx.set_priorities(st, sm.indices, jnp.ones((batch,)) * 0.5)
+        return st, jnp.sum(sm.experience["visual"][:, 0, 0, 0, 0].astype(jnp.float32))
+
+    def timed(init_state, body, warm):
+        run = jax.jit(lambda s, xs: jax.lax.scan(body, s, xs))
+        s, _ = run(init_state, jnp.arange(warm))  # fill past one sequence, compile
+        jax.block_until_ready(s)
+        t0 = time.perf_counter()
+        s, out = run(s, jnp.arange(warm, 2 * warm))
+        jax.block_until_ready(out)
+        return (time.perf_counter() - t0) / warm, s
+
+    warm = iterations
+    t_ours, s_ours = timed(ours.init(step, carry), ours_iter, warm)
+    t_fbx, s_fbx = timed(fbx.init(fstep), fbx_iter, warm)
+    nbytes = lambda t: int(sum(x.nbytes for x in jax.tree.leaves(t)))  # noqa: E731
+    return {
+        "num_envs": n,
+        "ring_steps_per_env": ring,
+        "batch_size": batch,
+        "sequence_length": length,
+        "larvax_s_per_iteration": t_ours,
+        "flashbax_s_per_iteration": t_fbx,
+        "larvax_bytes": nbytes(s_ours),
+        "flashbax_bytes": nbytes(s_fbx),
+    }
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 
@@ -366,6 +456,21 @@ def print_table(result: dict) -> None:
         rows.append(("mirror: mean |dQ| reuse vs exact", f"{mc['mean_abs_dq_reuse']:.4g}"))
         rows.append(("mirror: relative |dQ|", f"{mc['relative_dq_reuse']:.3g}"))
         rows.append(("mirror: greedy action differs", f"{mc['greedy_action_differs']:.3f}"))
+    rc = result.get("replay_compare")
+    if rc:
+        rows.append(
+            (
+                "replay add+sample+prio (ms): larvax / flashbax",
+                f"{1e3 * rc['larvax_s_per_iteration']:.2f} / "
+                f"{1e3 * rc['flashbax_s_per_iteration']:.2f}",
+            )
+        )
+        rows.append(
+            (
+                "replay bytes: larvax / flashbax",
+                f"{rc['larvax_bytes'] / 2**20:.1f} / {rc['flashbax_bytes'] / 2**20:.1f} MiB",
+            )
+        )
     lr = result.get("learning")
     if lr:
         rows.append(
@@ -398,7 +503,7 @@ def print_table(result: dict) -> None:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="short smoke run")
-    p.add_argument("--mode", choices=("all", "throughput", "learning"), default="all")
+    p.add_argument("--mode", choices=("all", "throughput", "learning", "replay"), default="all")
     p.add_argument("--preset", default="stage1")
     p.add_argument("--network", default="r2d2_simfish")
     p.add_argument("--steps", type=int, default=2_000_000, help="env steps per seed (learning)")
@@ -441,6 +546,8 @@ def main(argv=None) -> dict:
         result["throughput"], (agent, state) = run_throughput(args)
         result["mirror_check"] = run_mirror_check(agent, state)
         del agent, state
+    if args.mode in ("all", "replay"):
+        result["replay_compare"] = run_replay_compare(args)
     if args.mode in ("all", "learning"):
         result["learning"] = run_learning(args)
     out = Path(args.out)
