@@ -23,7 +23,16 @@ One update, top to bottom (``PPOAgent._update``):
    linearly annealed learning rate.
 
 ``train(state, num_updates)`` is a single ``lax.scan`` over updates inside one ``jit``: no
-host synchronisation between updates.
+host synchronisation between updates. Its metrics (float32 ``[num_updates]``):
+``env_steps``, ``episode_return``, ``episode_length`` (means over episodes that ended in
+the update, NaN if none), ``episodes``, ``loss``, ``policy_loss``, ``value_loss``,
+``entropy``, ``approx_kl``, ``clip_fraction``, ``grad_norm`` (means over the update's
+gradient steps), ``value_mean``, ``advantage_mean``, ``learning_rate``.
+
+Acting for evaluation: ``act(state, observation, carry, key, greedy=True, prev_action=...,
+prev_reward=..., starts=...)``; networks built with ``use_prev_action`` /
+``use_prev_reward`` need the previous action and reward passed (-1 / 0 on an episode's
+first step, with ``starts=True``), exactly as the rollout feeds them.
 
 The network is any Flax NNX module with the larvax actor-critic call signature::
 
