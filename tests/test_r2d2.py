@@ -227,6 +227,21 @@ def test_mirror_true_without_mirror_map_is_an_error():
         make_agent(NoMirror(), None, tiny_net(), {**CFG, "mirror": True})
 
 
+def test_registry_network_spec_is_filled_and_init_works_under_eval_shape():
+    """A network dict gets num_actions / obs_shape from the env; init(key) builds the
+    parameters from the key, also under jax.eval_shape (the training loop's resume)."""
+    spec = {"name": "recurrent_q", "hidden_size": 8, "mlp_hidden": [8], "head_hidden": [8]}
+    ag = make_agent(CueEnv(), None, spec, CFG)
+    assert ag.network_spec["num_actions"] == 3
+    assert ag.network_spec["obs_shape"] == {"visual": [2], "internal": [1]}
+    abstract = jax.eval_shape(ag.init, jax.random.key(0))
+    s0, s0b, s1 = (ag.init(jax.random.key(k)) for k in (0, 0, 1))
+    assert jax.tree.structure(abstract) == jax.tree.structure(s0)
+    leaves = [jax.tree.leaves(s.params) for s in (s0, s0b, s1)]
+    assert all(np.array_equal(a, b) for a, b in zip(leaves[0], leaves[1], strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(leaves[0], leaves[2], strict=True))
+
+
 def test_actor_epsilons_log_spaced():
     eps = actor_epsilons(3, 0.1, 0.001)
     np.testing.assert_allclose(eps, [0.1, 0.01, 0.001], rtol=1e-6)

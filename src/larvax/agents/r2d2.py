@@ -561,9 +561,9 @@ class R2D2Agent:
             return self._params0, self._rest0
         from larvax.networks import registry
 
-        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+        # nnx.Rngs from the key itself, so init also works under jax.eval_shape / jit.
         kwargs = {k: v for k, v in spec.items() if k not in ("name", "seed")}
-        net = registry.create(spec["name"], seed=seed, **kwargs)
+        net = registry.create(spec["name"], rngs=nnx.Rngs(key), **kwargs)
         _, params, rest = nnx.split(net, nnx.Param, ...)
         return params, rest
 
