@@ -79,7 +79,10 @@ class R2D2Config:
         steps per update, which must be a whole number.
     num_envs: parallel actors.
     replay_capacity: sequence items kept (``num_envs`` must divide it); every item owns
-        ``period`` stored steps, see ``larvax.agents.replay``.
+        ``period`` stored steps, see ``larvax.agents.replay``. Simfish: a step is 868 bytes
+        (uint8 visual 834, internal 12, action/reward/flags 22; 3,370 with float32 visual),
+        an item's two LSTM(64) states 1,024, so C items cost C * (20 * 868 + 1,028) bytes:
+        287 MiB at the default C = 16384 (``R2D2Agent.replay_nbytes()``).
     min_replay_size: sampleable sequences before learning starts.
     value_rescale_eps: eps of h(x) = sign(x)(sqrt(|x|+1)-1) + eps x.
     epsilon_max, epsilon_min: actor epsilons, log-spaced over the actors (one actor: max).
