@@ -439,3 +439,24 @@ def test_truncation_value_is_value_of_final_observation(agent, rollout_data):
     )
     _, value, _ = agent.evaluate(state.params, state.model_state, seq, start_carry[b : b + 1])
     np.testing.assert_allclose(value[0, -1], traj.truncation_value[b, t], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_ppo_gru_learns_repeat_previous_easy():
+    """Learning check (pytest -m slow, ~1-3 min on 2 cores): the ppo-repeat-previous-easy
+    preset reaches a mean return >= 0.9 (of 1.0; random play scores about -0.5) within
+    800k environment steps."""
+    from larvax.envs import make
+    from larvax.training.config import load_preset
+
+    cfg = load_preset("ppo-repeat-previous-easy")
+    env, params = make(cfg["env"]["name"])
+    agent = make_agent(env, params, cfg["network"], cfg["agent_config"])
+    state = agent.init(jax.random.key(0))
+    returns = []
+    for _ in range(800_000 // (10 * agent.env_steps_per_update)):
+        state, metrics = agent.train(state, 10)
+        returns.append(float(np.nanmean(np.asarray(metrics["episode_return"]))))
+        if np.mean(returns[-3:]) >= 0.9:
+            break
+    assert np.mean(returns[-3:]) >= 0.9, returns
