@@ -99,6 +99,19 @@ def test_registry_presets_and_mirror():
     np.testing.assert_array_equal(np.asarray(r["visual"]), np.asarray(v)[::-1, :, ::-1])
 
 
+def test_sparse_preset_places_prey_in_clouds():
+    env = Simfish(SimfishParams.preset("sparse"), sediment=SMALL_TEX)
+    s = env.init_state(jax.random.key(3))
+    clouds = np.asarray(s.prey_cloud_xy)
+    prey = np.asarray(s.prey_xy)
+    assert clouds.shape == (3, 2) and np.all(np.asarray(s.prey_alive))
+    # every prey inside the 240 px square region of some cloud
+    inside = np.all(np.abs(prey[:, None, :] - clouds[None]) <= 120.0 + 1.0, -1)
+    assert np.all(inside.any(1))
+    # cloud centres keep the region inside the arena (>= 120 + 3 px from the edges)
+    assert np.all((clouds >= 123) & (clouds < 2500 - 123))
+
+
 def test_bad_params_raise_clear_errors():
     with pytest.raises(ValueError, match="prey_p_switch=1.5"):
         SimfishParams(prey_p_switch=1.5)

@@ -315,6 +315,10 @@ def physics_step(
         fout, (traj_xy, traj_ang, traj_v) = jax.lax.scan(fish_sub, finit, ks)
         (f_xy, f_v, f_w, f_vb, f_contact, fish_angle, wall) = fout[:7]
         (pr_xy, pr_v, pr_on, touched, survived) = fout[7:]
+    if not p.exact_substeps and n_prey == 0:
+        c_xy, c_v, c_alive = c_xy0, c_v0, c_alive0
+        caught = n_jumps = jnp.zeros((), jnp.int32)
+    elif not p.exact_substeps:
         c_xy, c_v, c_alive, caught, n_jumps, dfish_xy, dfish_v = _prey_vectorised(
             p,
             traj_xy,
