@@ -128,6 +128,7 @@ def print_table(rows: list[dict], ratio_length: int) -> None:
     ]
     try:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title="Sequence models: forward + backward (jax.grad of mean(y))")
@@ -137,7 +138,7 @@ def print_table(rows: list[dict], ratio_length: int) -> None:
             else:
                 table.add_column(h, justify="right")
         for b in body:
-            table.add_row(*b)
+            table.add_row(*(escape(c) for c in b))  # "[sequential]" is not markup
         Console().print(table)
     except ImportError:  # pragma: no cover
         print(" | ".join(headers))
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         raise ValueError(f"--models: unknown {unknown}; allowed: {list(factories)}")
 
+    # warm-up (thread pools, allocator) so the first model measured is not penalised
+    time_model(factories["GRU"](), args.batch, min(args.lengths), args.hidden, 1)
     rows = []
     for name in names:
         for length in args.lengths:
