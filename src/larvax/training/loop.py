@@ -159,8 +159,13 @@ def build(cfg: dict):
         env, env_params = make(cfg["env"]["name"], **env_kwargs)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"env: {err}") from None
+    network = dict(cfg["network"])
+    network.setdefault("seed", cfg["seed"])  # the network's init follows the run seed
+    agent_config = dict(cfg["agent_config"])
+    if cfg["agent"] == "ppo":  # learning-rate annealing runs over the whole budget
+        agent_config["total_env_steps"] = cfg["total_env_steps"]
     try:
-        agent = make_agent(cfg["agent"], env, env_params, dict(cfg["network"]), dict(cfg["agent_config"]))
+        agent = make_agent(cfg["agent"], env, env_params, network, agent_config)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"{err}") from None
     return env, env_params, agent
