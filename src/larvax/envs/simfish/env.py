@@ -550,7 +550,7 @@ class Simfish(Environment):
         num_textures, texture_seed: the default pool.
     """
 
-    mirror_actions = jnp.asarray(bouts_lib.MIRROR_ACTIONS)
+    mirror_actions = bouts_lib.MIRROR_ACTIONS  # int32 [21] (NumPy: no device work at import)
 
     def __init__(
         self,
