@@ -23,6 +23,13 @@ Usage::
     python benchmarks/r2d2_simfish.py --mode throughput --updates 40
     python benchmarks/r2d2_simfish.py --mode learning --steps 5000000 --seeds 5 --preset normal
 
+Measured on the shared 2-core CPU while other jobs ran (load 3-6), defaults (64 actors,
+batch 32 + mirrored 32 in one forward of 64, 2 learner steps per update):
+``--mode throughput --chunk 5 --timed-chunks 2``: 79 env steps/s with the network library's
+Retina (its ``lax.conv`` gradient is ~10x slower inside ``lax.scan``/``lax.cond`` on XLA:CPU)
+and 833 env steps/s with ``--retina-im2col``; the rest of an update is Simfish stepping
+(~0.6 s of the ~1.5 s for 1,280 env steps) and the learner's LSTM/matmuls.
+
 Writes ``benchmarks/results/r2d2_simfish.json`` (or ``--out``) and
 ``benchmarks/results/r2d2_simfish_curve.png``.
 """
