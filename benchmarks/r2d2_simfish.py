@@ -25,10 +25,10 @@ Usage::
 
 Measured on the shared 2-core CPU while other jobs ran (load 3-6), defaults (64 actors,
 batch 32 + mirrored 32 in one forward of 64, 2 learner steps per update):
-``--mode throughput --chunk 5 --timed-chunks 2``: 79 env steps/s with the network library's
-Retina (its ``lax.conv`` gradient is ~10x slower inside ``lax.scan``/``lax.cond`` on XLA:CPU)
-and 833 env steps/s with ``--retina-im2col``; the rest of an update is Simfish stepping
-(~0.6 s of the ~1.5 s for 1,280 env steps) and the learner's LSTM/matmuls.
+``--mode throughput --chunk 5 --timed-chunks 2``: 79 env steps/s when the Retina used
+``lax.conv`` (its gradient is ~10x slower inside ``lax.scan``/``lax.cond`` on XLA:CPU), 833 env
+steps/s with the im2col Retina the network library now uses; the rest of an update is
+Simfish stepping (~0.6 s of the ~1.5 s for 1,280 env steps) and the learner's LSTM/matmuls.
 
 Writes ``benchmarks/results/r2d2_simfish.json`` (or ``--out``) and
 ``benchmarks/results/r2d2_simfish_curve.png``.
@@ -67,32 +67,6 @@ def machine_info() -> dict:
         "flax": flax.__version__,
         "larvax": larvax.__version__,
     }
-
-
-def patch_retina_im2col() -> None:
-    """Experiment (``--retina-im2col``): run ``larvax.networks.extractors.Retina``'s Conv1D
-    stack as im2col (strided slices of the padded input, one matmul per layer). Same
-    function (SAME padding, same weights); on XLA:CPU the gradient of ``lax.conv`` inside a
-    ``lax.scan``/``lax.cond`` (where the learner runs) is ~10x slower than outside, the
-    matmul form is not. Measured here to quantify a proposed change to the network library.
-    """
-    from larvax.networks import extractors
-
-    def eye(self, x):
-        for conv in self.convs:
-            k = conv.kernel_size[0]
-            s = conv.strides[0] if isinstance(conv.strides, tuple | list) else conv.strides
-            w = conv.kernel[...]
-            ci, co = w.shape[1], w.shape[2]
-            length = x.shape[1]
-            out = -(-length // s)
-            pad = max((out - 1) * s + k - length, 0)
-            xp = jnp.pad(x, ((0, 0), (pad // 2, pad - pad // 2), (0, 0)))
-            cols = [jax.lax.slice_in_dim(xp, j, j + (out - 1) * s + 1, s, axis=1) for j in range(k)]
-            x = jax.nn.relu(jnp.concatenate(cols, -1) @ w.reshape(k * ci, co) + conv.bias[...])
-        return x.reshape((x.shape[0], -1))
-
-    extractors.Retina.eye = eye
 
 
 def build(args, num_envs: int, extra: dict | None = None):
@@ -523,11 +497,6 @@ def main(argv=None) -> dict:
     p.add_argument("--min-replay-size", type=int, default=1024)
     p.add_argument("--mirror-update", choices=("joint", "sequential"), default="joint")
     p.add_argument("--mirror-carry", choices=("exact", "reuse"), default="exact")
-    p.add_argument(
-        "--retina-im2col",
-        action="store_true",
-        help="experiment: im2col Retina convolutions (see patch_retina_im2col)",
-    )
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--out", default=str(RESULTS / "r2d2_simfish.json"))
     args = p.parse_args(argv)
@@ -541,8 +510,6 @@ def main(argv=None) -> dict:
         args.min_replay_size = min(args.min_replay_size, 64)
         args.eval_episodes = min(args.eval_episodes, 20)
 
-    if args.retina_im2col:
-        patch_retina_im2col()
     result: dict = {
         "benchmark": "r2d2_simfish",
         "command": " ".join([sys.executable, *sys.argv]),

@@ -327,9 +327,29 @@ class Retina(nnx.Module):
         self.out_features = 2 * self.features_per_eye
 
     def eye(self, x: Array) -> Array:
-        """One eye ``[N, P, C] -> [N, P' * C']`` (no reversal)."""
+        """One eye ``[N, P, C] -> [N, P' * C']`` (no reversal).
+
+        Each Conv1D runs as im2col: the ``k`` strided slices of the SAME-padded input are
+        concatenated and multiplied by the kernel reshaped to ``[k * C, C']`` -- the same
+        function as ``nnx.Conv`` (tested against a numpy convolution), but on XLA:CPU the
+        gradient of ``lax.conv`` inside ``lax.scan``/``lax.cond`` (where R2D2's learner runs)
+        is ~10x slower than this matmul form (measured: whole R2D2 training 79 -> 833 env
+        steps/s on a busy 2-core CPU).
+        """
         for conv in self.convs:
-            x = jax.nn.relu(conv(x))
+            (k,) = conv.kernel_size
+            s = conv.strides[0] if isinstance(conv.strides, tuple | list) else int(conv.strides)
+            w = conv.kernel[...]
+            c_in, c_out = w.shape[1], w.shape[2]
+            length = x.shape[1]
+            out = -(-length // s)
+            pad = max((out - 1) * s + k - length, 0)
+            xp = jnp.pad(x, ((0, 0), (pad // 2, pad - pad // 2), (0, 0)))
+            cols = [
+                jax.lax.slice_in_dim(xp, j, j + (out - 1) * s + 1, s, axis=1) for j in range(k)
+            ]
+            y = jnp.concatenate(cols, axis=-1) @ w.reshape(k * c_in, c_out)
+            x = jax.nn.relu(y + conv.bias[...])
         return x.reshape((x.shape[0], -1))
 
     def __call__(self, visual: Array) -> Array:
