@@ -42,8 +42,10 @@ def test_aggregate_weights_episode_statistics_by_episodes():
         "episodes": np.array([1.0, 0.0, 3.0]),
         "episode_return": np.array([2.0, np.nan, 6.0]),
         "loss": np.array([1.0, 2.0, 3.0]),
+        "q_mean": np.array([np.nan, 2.0, 4.0]),
     }
     row = aggregate(metrics, update0=7, elapsed=2.0, wall_before=1.0)
+    assert row["q_mean"] == pytest.approx(3.0)  # NaN = not reported (e.g. before learning)
     assert row["update"] == 10
     assert row["env_steps"] == 30
     assert row["episodes"] == 4.0

@@ -127,8 +127,9 @@ def aggregate(metrics: dict, update0: int, elapsed: float, wall_before: float) -
             mask = (episodes > 0) & np.isfinite(values)
             total = episodes[mask].sum()
             row[key] = float((values[mask] * episodes[mask]).sum() / total) if total > 0 else float("nan")
-        else:
-            row[key] = float(values.mean())
+        else:  # mean over the updates that report it (NaN before e.g. learning starts)
+            finite = values[~np.isnan(values)]
+            row[key] = float(finite.mean()) if len(finite) else float("nan")
     return row
 
 
