@@ -4,9 +4,10 @@ For each model: one jitted ``jax.grad`` of ``mean(y)`` with respect to all param
 ``x [B, T, F]`` with episode starts (probability 1/100 per step), from the initial carry.
 Reports the median time per call over ``--repeats`` calls (after one compile call),
 ``steps/s = B * T / time`` and, at the longest T, each model's steps/s relative to LSTM.
-The linear-recurrent models run with their default parallel associative scan and again
-as ``<name>[sequential]`` with ``scan="sequential"`` (same function, a ``lax.scan`` loop,
-often faster on CPU).
+The linear-recurrent models run with their default scan (MinGRU, LRU, S5: ``"fused"``, a
+time loop with a hand-written reverse-recurrence backward pass; Mamba: ``"sequential"``)
+and again as ``<name>[associative]`` (the parallel associative scan, for accelerators) and
+``<name>[sequential]`` (the ``lax.scan`` reference); all compute the same function.
 
 Full run (the measurement): ``python benchmarks/sequence_models.py``
     B = 64, F = hidden = 128, T in {128, 1024}, CPU.
@@ -33,7 +34,7 @@ from flax import nnx
 from larvax.networks import blocks
 from larvax.networks import sequence as seq
 
-PARALLEL_SCAN_MODELS = ("MinGRU", "LRU", "S5", "Mamba")  # default scan="associative"
+PARALLEL_SCAN_MODELS = ("MinGRU", "LRU", "S5", "Mamba")  # linear recurrences (scan= option)
 
 
 def build_models(features: int, hidden: int, cache_size: int, heads: int) -> dict:
@@ -48,10 +49,13 @@ def build_models(features: int, hidden: int, cache_size: int, heads: int) -> dic
         "LRU": lambda: seq.LRU(features, hidden, rngs=r(5)),
         "S5": lambda: seq.S5(features, hidden, rngs=r(6)),
         "Mamba": lambda: seq.Mamba(features, hidden, rngs=r(7)),
+        "MinGRU[associative]": lambda: seq.MinGRU(features, hidden, scan="associative", rngs=r(4)),
+        "LRU[associative]": lambda: seq.LRU(features, hidden, scan="associative", rngs=r(5)),
+        "S5[associative]": lambda: seq.S5(features, hidden, scan="associative", rngs=r(6)),
+        "Mamba[associative]": lambda: seq.Mamba(features, hidden, scan="associative", rngs=r(7)),
         "MinGRU[sequential]": lambda: seq.MinGRU(features, hidden, scan="sequential", rngs=r(4)),
         "LRU[sequential]": lambda: seq.LRU(features, hidden, scan="sequential", rngs=r(5)),
         "S5[sequential]": lambda: seq.S5(features, hidden, scan="sequential", rngs=r(6)),
-        "Mamba[sequential]": lambda: seq.Mamba(features, hidden, scan="sequential", rngs=r(7)),
         "SelfAttention": lambda: seq.SelfAttention(hidden, heads, cache_size, rngs=r(8)),
         "Transformer(1 layer)": lambda: blocks.transformer(
             hidden, heads, cache_size, num_layers=1, rngs=r(9)

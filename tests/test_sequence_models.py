@@ -30,16 +30,15 @@ def _factories():
         "GRU": lambda: seq.GRU(F, H, rngs=r(1)),
         "RNN(LSTMCell)": lambda: seq.RNN(nnx.LSTMCell(F, H, rngs=r(2))),
         "RNN(GRUCell)": lambda: seq.RNN(nnx.GRUCell(F, H, rngs=r(3))),
-        # linear models take scan="associative" (default) | "sequential"
-        "MinGRU": lambda scan="associative": seq.MinGRU(F, H, scan=scan, rngs=r(4)),
-        "LRU": lambda scan="associative": seq.LRU(
-            F, H, state_size=5, r_min=0.5, scan=scan, rngs=r(5)
-        ),
-        "S5": lambda scan="associative": seq.S5(
+        # linear models take scan="fused" (default) | "associative" | "sequential";
+        # Mamba "associative" | "sequential" (default)
+        "MinGRU": lambda scan="fused": seq.MinGRU(F, H, scan=scan, rngs=r(4)),
+        "LRU": lambda scan="fused": seq.LRU(F, H, state_size=5, r_min=0.5, scan=scan, rngs=r(5)),
+        "S5": lambda scan="fused": seq.S5(
             F, H, state_size=3, dt_min=0.1, dt_max=1.0, scan=scan, rngs=r(6)
         ),
         # chunk_size 3 < T: several chunks and a padded last chunk
-        "Mamba": lambda scan="associative": seq.Mamba(
+        "Mamba": lambda scan="sequential": seq.Mamba(
             F, H, state_size=3, conv_size=3, chunk_size=3, scan=scan, rngs=r(7)
         ),
         # cache_size 3 < T: the whole-sequence call takes the blocked path
@@ -306,17 +305,87 @@ def test_scan_hand_computed():
     np.testing.assert_allclose(h3, h, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", ["MinGRU", "LRU", "S5", "Mamba"])
-def test_sequential_scan_option_equals_associative(name):
-    par = get_runner(name)
-    sq = Runner(FACTORIES[name](scan="sequential"))  # same seed: same parameters
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64])
+@pytest.mark.parametrize("constant", [False, True])
+def test_fused_scan_equals_sequential_definition(dtype, constant):
+    a, b, starts, h0 = _scan_inputs(dtype, 1)
+    if constant:  # a time-invariant [N] decay, as LRU and S5 use
+        a = a[0, 0]
+    w = jnp.asarray(np.random.default_rng(2).normal(size=b.shape).astype(np.float32))
+
+    def loss(scan):
+        def f(a, b, h0):
+            h = scan(a, b, starts, h0)
+            return jnp.sum(jnp.real(h) * w) + jnp.sum(jnp.imag(h) ** 2)
+
+        return jax.jit(jax.grad(f, argnums=(0, 1, 2)))
+
+    h_fused = jax.jit(seq.linear_scan_fused)(a, b, starts, h0)
+    h_seq = jax.jit(seq.linear_scan_sequential)(a, b, starts, h0)
+    np.testing.assert_allclose(h_fused, h_seq, atol=ATOL)
+    grads_fused = loss(seq.linear_scan_fused)(a, b, h0)
+    grads_seq = loss(seq.linear_scan_sequential)(a, b, h0)
+    for g1, g2 in zip(grads_fused, grads_seq, strict=True):
+        assert g1.shape == g2.shape and g1.dtype == g2.dtype
+        np.testing.assert_allclose(g1, g2, atol=1e-4 if constant else ATOL)
+    if dtype == np.complex64:  # the same recurrence packed as real [re | im] halves
+
+        def pack(z):
+            return jnp.concatenate([jnp.real(z), jnp.imag(z)], axis=-1)
+
+        def packed_loss(a, b, h0):
+            h = seq.linear_scan_fused_packed(a, b, starts, h0)
+            n = h.shape[-1] // 2
+            return jnp.sum(h[..., :n] * w) + jnp.sum(h[..., n:] ** 2)
+
+        h_packed = jax.jit(seq.linear_scan_fused_packed)(pack(a), pack(b), starts, pack(h0))
+        np.testing.assert_allclose(h_packed, pack(h_seq), atol=ATOL)
+        grads_packed = jax.jit(jax.grad(packed_loss, argnums=(0, 1, 2)))(pack(a), pack(b), pack(h0))
+        # JAX's gradient of a real loss in a complex z is conj(dL/dre + i dL/dim)
+        for g1, g2 in zip(grads_packed, grads_seq, strict=True):
+            np.testing.assert_allclose(g1, pack(jnp.conj(g2)), atol=1e-4 if constant else ATOL)
+
+
+@pytest.mark.parametrize(
+    "name, methods",
+    [
+        ("MinGRU", ("associative", "sequential")),
+        ("LRU", ("associative", "sequential")),
+        ("S5", ("associative", "sequential")),
+        ("Mamba", ("associative",)),
+    ],
+)
+def test_scan_options_compute_the_same_function(name, methods):
+    default = get_runner(name)
     x, starts = _data(8, F)
-    carry, _ = par(x * 0.5, starts)  # a non-initial carry
-    c_par, y_par = par(x, starts, carry)
-    c_seq, y_seq = sq(x, starts, carry)
-    np.testing.assert_allclose(y_seq, y_par, atol=ATOL)
-    for a, b in zip(jax.tree.leaves(c_seq), jax.tree.leaves(c_par), strict=True):
-        np.testing.assert_allclose(a, b, atol=ATOL)
+    carry, _ = default(x * 0.5, starts)  # a non-initial carry
+    c_def, y_def = default(x, starts, carry)
+    for method in methods:
+        other = Runner(FACTORIES[name](scan=method))  # same seed: same parameters
+        c_other, y_other = other(x, starts, carry)
+        np.testing.assert_allclose(y_other, y_def, atol=ATOL)
+        for a, b in zip(jax.tree.leaves(c_other), jax.tree.leaves(c_def), strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_allclose(a, b, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", ["MinGRU", "LRU", "S5"])
+def test_fused_scan_gradients_equal_sequential(name):
+    x, starts = _data(8, F)
+
+    def grads(model):
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        carry = model.initialize_carry((x.shape[0],))
+
+        def loss(params):
+            _, y = nnx.merge(graphdef, params, rest)(x, starts, carry)
+            return jnp.sum(jnp.sin(y))
+
+        return jax.jit(jax.grad(loss))(params)
+
+    g_fused = grads(FACTORIES[name]())
+    g_seq = grads(FACTORIES[name](scan="sequential"))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4), g_fused, g_seq)
 
 
 # ----------------------------------------------------------------------------- references

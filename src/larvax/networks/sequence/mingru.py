@@ -30,16 +30,16 @@ class MinGRU(nnx.Module):
 
     Args:
         in_features: F; hidden_size: H (output size).
-        scan: ``"associative"`` (parallel in time; default) or ``"sequential"``
-            (a ``lax.scan`` loop, often faster on CPU); both compute the same function.
+        scan: ``"fused"`` (default: a time loop with a hand-written reverse-recurrence
+            backward pass; fastest on CPU), ``"associative"`` (parallel in time, for
+            accelerators) or ``"sequential"`` (the ``lax.scan`` reference); all compute the
+            same function.
         rngs: ``nnx.Rngs``.
 
     Carry: ``h`` ``[B, H]``; output ``y = h``: ``[B, T, H]``.
     """
 
-    def __init__(
-        self, in_features: int, hidden_size: int, *, scan: str = "associative", rngs: nnx.Rngs
-    ):
+    def __init__(self, in_features: int, hidden_size: int, *, scan: str = "fused", rngs: nnx.Rngs):
         self.in_features = check_positive_int("MinGRU", "in_features", in_features)
         self.scan = check_scan_method("MinGRU", scan)
         self.hidden_size = check_positive_int("MinGRU", "hidden_size", hidden_size)
