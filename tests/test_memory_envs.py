@@ -234,7 +234,7 @@ def test_random_policy_return_matches_popgym(name, envs):
     se = np.sqrt(ours.var() / len(ours) + theirs.var() / len(theirs))
     assert abs(ours.mean() - theirs.mean()) < 4 * se + 1e-6
     if RANDOM_EXPECTED[name] is not None:
-        assert ours.mean() == pytest.approx(RANDOM_EXPECTED[name], abs=4 * ours.std() / 20 + 1e-6)
+        assert ours.mean() == pytest.approx(RANDOM_EXPECTED[name], abs=float(4 * ours.std() / 20 + 1e-6))
     else:  # random CartPole falls after ~22 of 200 steps
         assert 0.05 < ours.mean() < 0.2
 
@@ -401,7 +401,7 @@ def test_vmapped_statistics_under_autoreset(envs):
     # 48 rewarded steps (t = 4..51) of +-1/48 with p(correct) = 1/4: mean -0.5,
     # sd = sqrt(48 * (1 - (1/4 - 3/4)^2)) / 48 = 0.125 per episode
     sd = np.sqrt(48 * 0.75) / 48
-    assert ret[done].mean() == pytest.approx(-0.5, abs=4 * sd / np.sqrt(3 * n))
+    assert ret[done].mean() == pytest.approx(-0.5, abs=float(4 * sd / np.sqrt(3 * n)))
     assert np.all(np.abs(ret[done]) <= 1.0)
 
 
