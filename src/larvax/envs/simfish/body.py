@@ -208,12 +208,14 @@ def fish_substep(
     velocity = velocity * q
     w = angular_velocity * q
     bias_coef = 1.0 - COLLISION_BIAS**dt
-    # mouth (at the centre of gravity: no torque)
-    vn = normals @ velocity
+    # mouth (at the centre of gravity: no torque). The normals are (+-1, 0), (0, +-1): the
+    # products with them are written out (no tiny matmuls in the sub-step loop)
+    vn = jnp.stack([velocity[0], -velocity[0], velocity[1], -velocity[1]])
     push = jnp.where(overlap, jnp.minimum(vn, 0.0), 0.0)
-    velocity = velocity - push @ normals
+    velocity = velocity - jnp.stack([push[0] - push[1], push[2] - push[3]])
     pen = jnp.where(overlap, jnp.maximum(-gaps - COLLISION_SLOP, 0.0), 0.0)
-    b_lin = (bias_coef * pen / dt) @ normals
+    bp = bias_coef * pen / dt
+    b_lin = jnp.stack([bp[0] - bp[1], bp[2] - bp[3]])
     b_ang = jnp.zeros((), jnp.float32)
     # tail
     verts = tail_vertices(params, xy, angle)  # [3, 2]
@@ -229,10 +231,10 @@ def fish_substep(
     m = params.fish_mass
     for i in range(4):  # sequential impulses, one contact per wall
         n = normals[i] * jnp.where(out_in[i], 1.0, -1.0)
-        r = verts[vert[i]] - xy
+        r = jnp.where(vert[i] == 0, verts[0], jnp.where(vert[i] == 1, verts[1], verts[2])) - xy
         rn = r[0] * n[1] - r[1] * n[0]
         k = 1.0 / m + rn**2 / inertia
-        v_tip = jnp.dot(velocity, n) + w * rn
+        v_tip = (velocity[0] * n[0] + velocity[1] * n[1]) + w * rn
         j = jnp.where(t_overlap[i], jnp.maximum(-v_tip, 0.0) / k, 0.0)
         velocity = velocity + j * n / m
         w = w + rn * j / inertia

@@ -447,6 +447,7 @@ def _prey_vectorised(
     new_gait: Array,
     u: Array,
     esc: Array,
+    traj_cs: tuple[Array, Array] | None = None,
 ):
     """The candidate prey over one step, all sub-steps at once (the default fast path).
 
@@ -496,7 +497,10 @@ def _prey_vectorised(
     # contacts
     fxy = traj_xy[:, None, :]
     fang = traj_ang[:, None]
-    (m, n_m), (h, n_h), (t, n_t) = prey.fish_contacts(p, fxy, fang, pos, p.prey_radius)
+    if traj_cs is None:
+        traj_cs = (jnp.cos(traj_ang), jnp.sin(traj_ang))
+    cs = (traj_cs[0][:, None], traj_cs[1][:, None])
+    (m, n_m), (h, n_h), (t, n_t) = prey.fish_contacts(p, fxy, fang, pos, p.prey_radius, cs)
     anyc = (m | h | t) & alive[None]
     has = jnp.any(anyc, 0)  # [K]
     k1 = jnp.argmax(anyc, 0)  # first contact sub-step [K]

@@ -118,8 +118,11 @@ def impulse_velocity(params: SimfishParams, xy: Array, target: Array) -> Array:
     """Velocity change of one sub-step's push toward the target (px/s)."""
     q = params.substep_damping
     d = target - xy
-    ang = jnp.arctan2(d[..., 1], d[..., 0])
-    u = jnp.stack([jnp.cos(ang), jnp.sin(ang)], -1)
+    # the unit vector (cos, sin) of atan2(dy, dx) without the transcendental functions
+    # (atan2(0, 0) = 0: (1, 0) at the target)
+    n2 = d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1]
+    norm = jnp.sqrt(jnp.where(n2 > 0, n2, 1.0))
+    u = jnp.stack([jnp.where(n2 > 0, d[..., 0] / norm, 1.0), d[..., 1] / norm], -1)
     return params.predator_velocity * (1.0 - q) * u
 
 

@@ -89,15 +89,23 @@ def spawn(key: Array, params: SimfishParams, cloud_xy: Array) -> tuple[Array, Ar
 def step_randoms(
     key: Array, params: SimfishParams, gait: Array, angle: Array
 ) -> tuple[Array, Array]:
-    """The once-per-step draws: (new gait, new angle) for every prey slot."""
-    ks, kg, kt, kl, kp = jax.random.split(key, 5)
+    """The once-per-step draws: (new gait, new angle) for every prey slot.
+
+    One ``uniform [5, P]`` call (fewer threefry launches than five keys) and the gait by
+    inverse CDF (one uniform per slot instead of the three Gumbel draws and logs of
+    ``jax.random.categorical``); the distributions are those of :func:`gait_probs`.
+    """
     shape = gait.shape
-    switch = jax.random.uniform(ks, shape) < params.prey_p_switch
-    new_gait = jnp.where(switch, sample_gait(kg, params, shape), gait)
+    u = jax.random.uniform(key, (5,) + shape)
+    switch = u[0] < params.prey_p_switch
+    probs = gait_probs(params)
+    above = (u[1] >= probs[0], u[1] >= probs[0] + probs[1])
+    drawn = above[0].astype(jnp.int32) + above[1].astype(jnp.int32)
+    new_gait = jnp.where(switch, drawn, gait)
     a = params.prey_max_turning_angle
-    turn = jax.random.uniform(kt, shape, minval=-a, maxval=a)
-    large = jax.random.uniform(kl, shape, minval=-jnp.pi, maxval=jnp.pi)
-    turn = turn + jnp.where(jax.random.uniform(kp, shape) < params.prey_p_large_turn, large, 0.0)
+    turn = -a + 2.0 * a * u[2]
+    large = -jnp.pi + 2.0 * jnp.pi * u[3]
+    turn = turn + jnp.where(u[4] < params.prey_p_large_turn, large, 0.0)
     return new_gait, angle + turn
 
 
@@ -205,13 +213,21 @@ def _unit(dx, dy):
     return jnp.where(n > 1e-6, dx / safe, 1.0), jnp.where(n > 1e-6, dy / safe, 0.0)
 
 
-def fish_contacts(params: SimfishParams, fish_xy: Array, fish_angle: Array, xy: Array, radius):
+def fish_contacts(
+    params: SimfishParams, fish_xy: Array, fish_angle: Array, xy: Array, radius, cos_sin=None
+):
     """Overlaps of circles (centres ``xy [..., 2]``, ``radius`` px) with the fish's three
     shapes and the contact normals (world frame, unit, pointing from the fish shape to the
     circle): ``((mouth, n_mouth), (head, n_head), (tail, n_tail))``.
+
+    ``cos_sin``: optional precomputed ``(cos, sin)`` of ``fish_angle`` (saves recomputing
+    them for every circle when the fish poses are broadcast against many circles).
     """
     d = xy - fish_xy
-    c, s = jnp.cos(fish_angle), jnp.sin(fish_angle)
+    if cos_sin is None:
+        c, s = jnp.cos(fish_angle), jnp.sin(fish_angle)
+    else:
+        c, s = cos_sin
     fx = d[..., 0] * c + d[..., 1] * s
     ly = -d[..., 0] * s + d[..., 1] * c
 
