@@ -71,7 +71,10 @@ def sample_bout(key: Array, action: Array, deterministic: bool = False) -> tuple
     if deterministic:
         return mean[0], mean[1]
     z = jax.random.normal(key, (2,), jnp.float32)
-    x = mean + jnp.asarray(BOUT_CHOL, jnp.float32)[action] @ z
+    chol = jnp.asarray(BOUT_CHOL, jnp.float32)[action]  # [2, 2], written out (no tiny matmul)
+    x = mean + jnp.stack(
+        [chol[0, 0] * z[0] + chol[0, 1] * z[1], chol[1, 0] * z[0] + chol[1, 1] * z[1]]
+    )
     return x[0], x[1]
 
 

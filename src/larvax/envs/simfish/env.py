@@ -489,8 +489,9 @@ def _prey_vectorised(
     a = a.at[0].set(speeds[old_gait] * (1.0 - q))
     a = a + jnp.where(jumps, jump, 0.0)  # [S, K] along u
     hi = jax.lax.Precision.HIGHEST
-    sv = jnp.matmul(lv, a, precision=hi)  # [S, K]
-    sx = jnp.matmul(lx, a, precision=hi)  # [S, K]
+    # one matmul for both sums (the same right-hand side): [2S, S] @ [S, K]
+    svx = jnp.matmul(jnp.concatenate([lv, lx], 0), a, precision=hi)
+    sv, sx = svx[:n], svx[n:]  # [S, K] each
     qk = jnp.power(f32(q), kk.astype(f32))  # [S]
     vel = v0[None] * qk[:, None, None] + u[None] * sv[..., None]  # v_k [S, K, 2]
     pos = x0[None] + dt * (v0[None] * g[:, None, None] + u[None] * sx[..., None])  # x_k
