@@ -155,7 +155,10 @@ def physics_step(
         c_old_gait = state.prey_gait[idx]
         c_new_gait = new_gait[idx]
         c_u = jnp.stack([jnp.cos(new_pangle[idx]), jnp.sin(new_pangle[idx])], -1)
-        esc_draw = jax.random.uniform(k_esc, (n_sub, kc)) < p.prey_p_escape_substep
+        # counter-hashed uniforms (vision.hashed_uniforms: one key draw) instead of threefry
+        from larvax.envs.simfish import vision
+
+        esc_draw = vision.hashed_uniforms(k_esc, (n_sub, kc)) < p.prey_p_escape_substep
     else:
         kc = 1
         c_xy0 = jnp.zeros((1, 2), jnp.float32)

@@ -91,12 +91,15 @@ def step_randoms(
 ) -> tuple[Array, Array]:
     """The once-per-step draws: (new gait, new angle) for every prey slot.
 
-    One ``uniform [5, P]`` call (fewer threefry launches than five keys) and the gait by
+    One ``[5, P]`` table of counter-hashed uniforms (``vision.hashed_uniforms``: one key
+    draw, no threefry per value) and the gait by
     inverse CDF (one uniform per slot instead of the three Gumbel draws and logs of
     ``jax.random.categorical``); the distributions are those of :func:`gait_probs`.
     """
+    from larvax.envs.simfish.vision import hashed_uniforms  # (vision imports no prey code)
+
     shape = gait.shape
-    u = jax.random.uniform(key, (5,) + shape)
+    u = hashed_uniforms(key, (5,) + shape)
     switch = u[0] < params.prey_p_switch
     probs = gait_probs(params)
     above = (u[1] >= probs[0], u[1] >= probs[0] + probs[1])
