@@ -25,6 +25,9 @@ from larvax.networks.sequence.base import (
     time_major,
 )
 
+# Time steps per loop iteration of the recurrent scans: the same function, less loop overhead
+# for small batches on CPU (PPO on CartPole, 2 sequences per minibatch: ~5 % faster).
+SCAN_UNROLL = 4
 Array = jax.Array
 
 
@@ -84,7 +87,9 @@ class LSTM(nnx.Module):
             h = jax.nn.sigmoid(o) * jnp.tanh(c)
             return (c, h), h
 
-        carry, ys = jax.lax.scan(step, carry, (time_major(x), time_major(starts)))
+        carry, ys = jax.lax.scan(
+            step, carry, (time_major(x), time_major(starts)), unroll=SCAN_UNROLL
+        )
         return carry, time_major(ys)
 
 
@@ -137,7 +142,9 @@ class GRU(nnx.Module):
             h = (1.0 - z) * n + z * h
             return h, h
 
-        carry, ys = jax.lax.scan(step, carry, (time_major(x), time_major(starts)))
+        carry, ys = jax.lax.scan(
+            step, carry, (time_major(x), time_major(starts)), unroll=SCAN_UNROLL
+        )
         return carry, time_major(ys)
 
 
@@ -182,7 +189,9 @@ class RNN(nnx.Module):
             carry, y = cell(carry, x_t)
             return carry, y
 
-        carry, ys = jax.lax.scan(step, carry, (time_major(x), time_major(starts)))
+        carry, ys = jax.lax.scan(
+            step, carry, (time_major(x), time_major(starts)), unroll=SCAN_UNROLL
+        )
         return carry, time_major(ys)
 
 
