@@ -28,14 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
+
+from _common import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
 
 TASKS = {
     "RepeatPreviousEasy": "ppo-repeat-previous-easy",
@@ -71,22 +71,6 @@ TORSO_OVERRIDES = {
 THRESHOLD = 0.9
 
 
-def machine_info() -> dict:
-    import flax
-
-    import larvax
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "jax_backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "larvax": larvax.__version__,
-    }
 
 
 def run_one(task: str, torso: str, time_budget: float, seed: int, max_steps: int | None) -> dict:

@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import jax
+
+from _common import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
 
 VARIANTS = {
     "gru128-shared": {
@@ -91,23 +91,6 @@ AGENT_CONFIG = {
 }
 
 
-def machine_info() -> dict:
-    import flax
-
-    import larvax
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "jax_backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "larvax": larvax.__version__,
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    }
 
 
 def bench_variant(name: str, updates: int, repeats: int, seed: int) -> dict:

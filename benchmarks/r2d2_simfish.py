@@ -39,8 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -49,24 +47,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from _common import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def machine_info() -> dict:
-    import flax
-
-    import larvax
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "jax_devices": [str(d) for d in jax.devices()],
-        "python": sys.version.split()[0],
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "larvax": larvax.__version__,
-    }
 
 
 def build(args, num_envs: int, extra: dict | None = None):

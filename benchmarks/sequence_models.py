@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from _common import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
 from larvax.networks import blocks
 from larvax.networks import sequence as seq
 
@@ -88,26 +88,6 @@ def time_model(model, batch: int, length: int, features: int, repeats: int, seed
     return compile_s, times
 
 
-def machine_info() -> dict:
-    import flax
-
-    try:
-        from importlib.metadata import version
-
-        larvax_version = version("larvax")
-    except Exception:  # pragma: no cover - not installed
-        larvax_version = "unknown"
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "jax_backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "python": sys.version.split()[0],
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "larvax": larvax_version,
-    }
 
 
 def print_table(rows: list[dict], ratio_length: int) -> None:

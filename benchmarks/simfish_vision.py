@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,28 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from _common import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
 from larvax.envs.simfish import arena, vision
 from larvax.envs.simfish.config import SimfishParams
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def machine_info() -> dict:
-    import flax
-
-    import larvax
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "jax_backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "larvax": larvax.__version__,
-    }
 
 
 def random_scenes(params: SimfishParams, batch: int, pool, seed: int = 0) -> dict:
