@@ -139,6 +139,19 @@ def _obs_size(obs_shape: Any, obs_dim: Any) -> int:
     return observation_size(obs_shape)
 
 
+def _check_actor_critic_args(
+    obs_shape, obs_dim, num_actions, action_dim, action_space, **flags
+) -> tuple[int, str, int]:
+    """Shared argument checks of the actor-critics: ``(obs size, action kind, n actions)``."""
+    size = _obs_size(obs_shape, obs_dim)
+    kind, n_act = _action_kind(num_actions, action_dim)
+    for name, value in flags.items():
+        _check_bool(name, value)
+    if kind == "discrete" and action_space not in (None, "free", {"name": "free"}):
+        raise ValueError(f"action_space={action_space!r} needs action_dim (continuous actions)")
+    return size, kind, n_act
+
+
 def _action_kind(num_actions: Any, action_dim: Any) -> tuple[str, int]:
     if (num_actions is None) == (action_dim is None):
         raise ValueError(
@@ -283,13 +296,11 @@ class SharedActorCritic(Network):
         *,
         rngs: nnx.Rngs,
     ):
-        size = _obs_size(obs_shape, obs_dim)
-        kind, n_act = _action_kind(num_actions, action_dim)
-        _check_bool("use_prev_action", use_prev_action)
-        _check_bool("use_prev_reward", use_prev_reward)
-        _check_bool("state_dependent_std", state_dependent_std)
-        if kind == "discrete" and action_space not in (None, "free", {"name": "free"}):
-            raise ValueError(f"action_space={action_space!r} needs action_dim (continuous actions)")
+        size, kind, n_act = _check_actor_critic_args(
+            obs_shape, obs_dim, num_actions, action_dim, action_space,
+            use_prev_action=use_prev_action, use_prev_reward=use_prev_reward,
+            state_dependent_std=state_dependent_std,
+        )  # fmt: skip
         fe = _feature_extractor(
             size, hidden, activation, kind, n_act, use_prev_action, use_prev_reward,
             torso_scale, rngs,
@@ -339,13 +350,11 @@ class ActorCritic(StepMixin, nnx.Module):
         *,
         rngs: nnx.Rngs,
     ):
-        size = _obs_size(obs_shape, obs_dim)
-        kind, n_act = _action_kind(num_actions, action_dim)
-        _check_bool("use_prev_action", use_prev_action)
-        _check_bool("use_prev_reward", use_prev_reward)
-        _check_bool("state_dependent_std", state_dependent_std)
-        if kind == "discrete" and action_space not in (None, "free", {"name": "free"}):
-            raise ValueError(f"action_space={action_space!r} needs action_dim (continuous actions)")
+        size, kind, n_act = _check_actor_critic_args(
+            obs_shape, obs_dim, num_actions, action_dim, action_space,
+            use_prev_action=use_prev_action, use_prev_reward=use_prev_reward,
+            state_dependent_std=state_dependent_std,
+        )  # fmt: skip
         policy = dict(
             state_dependent_std=state_dependent_std, init_log_std=init_log_std,
             min_log_std=min_log_std, max_log_std=max_log_std, action_space=action_space,
