@@ -26,3 +26,16 @@ def machine_info() -> dict:
         "flax": flax.__version__,
         "larvax": larvax.__version__,
     }
+
+
+def rich_table(title: str, headers: list[str], rows: list[list[str]]) -> None:
+    """Print rows of strings as a rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for h in headers:
+        table.add_column(h)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)

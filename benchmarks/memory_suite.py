@@ -35,7 +35,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from _common import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import machine_info, rich_table  # noqa: E402  (benchmarks/ is on sys.path)
 
 TASKS = {
     "RepeatPreviousEasy": "ppo-repeat-previous-easy",
@@ -162,20 +162,7 @@ def print_table(results: list[dict]) -> None:
         ]
         for r in results
     ]
-    try:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title="PPO memory suite")
-        for h in headers:
-            table.add_column(h)
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
-    except ImportError:  # pragma: no cover
-        print("\t".join(headers))
-        for row in rows:
-            print("\t".join(row))
+    rich_table("PPO memory suite", headers, rows)
 
 
 def _csv(text: str, allowed: list[str] | None, what: str) -> list[str]:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import jax
 
-from _common import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import machine_info, rich_table  # noqa: E402  (benchmarks/ is on sys.path)
 
 VARIANTS = {
     "gru128-shared": {
@@ -143,20 +143,7 @@ def print_table(results: list[dict]) -> None:
             r["variant"], f"{r['parameters']:,}", f"{r['steps_per_s']:,.0f}",
             f"{r['steps_per_s_median']:,.0f}", str(r["compile_and_first_call_s"]), ref,
         ])  # fmt: skip
-    try:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title="PPO throughput, gymnax CartPole-v1 (8 envs x 128 steps, 4x4)")
-        for h in headers:
-            table.add_column(h)
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
-    except ImportError:  # pragma: no cover
-        print("\t".join(headers))
-        for row in rows:
-            print("\t".join(row))
+    rich_table("PPO throughput, gymnax CartPole-v1 (8 envs x 128 steps, 4x4)", headers, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
