@@ -200,6 +200,70 @@ def test_lstm_matches_hand_written_step():
     np.testing.assert_allclose(bx[H : 2 * H], 1.0)  # forget-gate bias
 
 
+def _gru_reference(params, x, starts, h):
+    """The GRU recurrence written out step by step (plain autodiff, no custom VJP)."""
+    wx, bx, wh, bhn = params
+    outs = []
+    for t in range(x.shape[1]):
+        h = jnp.where(starts[:, t, None], 0.0, h)
+        gx, gh = x[:, t] @ wx + bx, h @ wh
+        r = 1 / (1 + jnp.exp(-(gx[:, :H] + gh[:, :H])))
+        z = 1 / (1 + jnp.exp(-(gx[:, H : 2 * H] + gh[:, H : 2 * H])))
+        n = jnp.tanh(gx[:, 2 * H :] + r * (gh[:, 2 * H :] + bhn))
+        h = (1 - z) * n + z * h
+        outs.append(h)
+    return h, jnp.stack(outs, axis=1)
+
+
+def test_gru_values_and_custom_vjp_gradients_match_plain_autodiff():
+    # GRU's backward pass is hand-written (jax.custom_vjp); compare with jax.grad of the
+    # step-by-step definition, with a non-zero initial carry and resets inside the batch.
+    model = seq.GRU(F, H, rngs=nnx.Rngs(4))
+    keys = jax.random.split(jax.random.key(3), 5)
+    model.input_proj.bias[...] = 0.1 * jax.random.normal(keys[0], (3 * H,))
+    model.recurrent_bias[...] = 0.1 * jax.random.normal(keys[1], (H,))
+    n_steps = 6
+    x = jax.random.normal(keys[2], (B, n_steps, F))
+    h0 = 0.5 * jax.random.normal(keys[3], (B, H))
+    starts = jnp.zeros((B, n_steps), bool).at[0, 2].set(True).at[1, 0].set(True)
+    w_y = jax.random.normal(keys[4], (B, n_steps, H))
+    w_c = jnp.linspace(-1.0, 1.0, H)
+    graphdef, state = nnx.split(model)
+
+    def gru(state, x, h0):
+        return nnx.merge(graphdef, state)(x, starts, h0)
+
+    def reference(state, x, h0):
+        params = (
+            state["input_proj"]["kernel"][...],
+            state["input_proj"]["bias"][...],
+            state["recurrent_kernel"][...],
+            state["recurrent_bias"][...],
+        )
+        return _gru_reference(params, x, starts, h0)
+
+    def loss(fn):
+        def f(state, x, h0):
+            carry, y = fn(state, x, h0)
+            return jnp.sum(jnp.sin(y) * w_y) + jnp.sum(carry * w_c)
+
+        return f
+
+    want_carry, want_y = reference(state, x, h0)
+    carry, y = gru(state, x, h0)
+    np.testing.assert_allclose(y, want_y, atol=ATOL)
+    np.testing.assert_allclose(carry, want_carry, atol=ATOL)
+    got = jax.grad(loss(gru), argnums=(0, 1, 2))(state, x, h0)
+    want = jax.grad(loss(reference), argnums=(0, 1, 2))(state, x, h0)
+    got, want = jax.tree.leaves(got), jax.tree.leaves(want)
+    assert len(got) == len(want) == 6  # 4 parameters, x, h0
+    for g, w in zip(got, want, strict=True):
+        assert float(jnp.abs(w).max()) > 0
+        np.testing.assert_allclose(g, w, atol=ATOL, rtol=1e-5)
+    # the initial carry of sequence 1 is reset at its first step: no gradient reaches it
+    np.testing.assert_array_equal(got[-1][1], 0.0)
+
+
 def test_rnn_wrapper_matches_cell_loop():
     cell = nnx.GRUCell(F, H, rngs=nnx.Rngs(6))
     x = jax.random.normal(jax.random.key(1), (B, 3, F))
