@@ -482,9 +482,19 @@ def main(argv=None) -> dict:
     p.add_argument("--min-replay-size", type=int, default=1024)
     p.add_argument("--mirror-update", choices=("joint", "sequential"), default="joint")
     p.add_argument("--mirror-carry", choices=("exact", "reuse"), default="exact")
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=0,
+        help="JAX CPU devices to expose (0: one per core, as `larvax train` does); the agent "
+        "uses as many as divide --num-envs and the batch size",
+    )
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--out", default=str(RESULTS / "r2d2_simfish.json"))
     args = p.parse_args(argv)
+    from larvax.devices import use_cpu_devices
+
+    args.devices = use_cpu_devices(args.devices or None)
     if args.quick:
         args.steps = min(args.steps, 64 * 20 * 6)
         args.seeds = min(args.seeds, 1)

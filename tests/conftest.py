@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import jax
 import pytest
+
+# Two CPU devices for the whole session (what `larvax train` gives a 2-core machine), so the
+# data-parallel paths run in-process. Agents pick their device count explicitly or by "auto".
+jax.config.update("jax_num_cpu_devices", 2)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -132,6 +132,7 @@ def tiny_net(seed: int = 0, hidden: int = 8) -> TinyLSTMQ:
 
 
 CFG = dict(
+    num_devices=1,
     burn_in=2,
     trace_length=5,
     period=4,
@@ -539,7 +540,10 @@ def test_target_network_changes_only_every_n_learner_steps(agent, learned, learn
 def test_learner_step_updates_sampled_priorities(agent, learned, learner_step):
     state = _copy(learned[0])
     new, _ = learner_step(state, jax.random.key(5))
-    sample, _, _ = agent.learner_batch(state, jax.random.split(jax.random.key(5))[0])
+    # one device: it samples its rows (all of them) with fold_in(first split key, device 0)
+    assert agent.num_devices == 1
+    k_sample = jax.random.fold_in(jax.random.split(jax.random.key(5))[0], 0)
+    sample, _, _ = agent.learner_batch(state, k_sample)
     pr_old, pr_new = np.asarray(state.replay.priorities), np.asarray(new.replay.priorities)
     changed = pr_old != pr_new
     sampled = np.zeros_like(changed)

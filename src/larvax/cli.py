@@ -40,6 +40,11 @@ def cmd_train(args) -> int:
     from larvax.training.loop import RunDirError, TrainingDiverged, run
 
     console = Console(stderr=True)
+    if args.cpu_devices is not None and args.cpu_devices < 1:
+        return _error(f"--cpu-devices={args.cpu_devices} is not allowed; allowed: an int >= 1")
+    from larvax.devices import use_cpu_devices
+
+    use_cpu_devices(args.cpu_devices)  # before JAX starts: one CPU device per core by default
     if args.list_presets:
         for name, description in C.list_presets().items():
             marker = " (default)" if name == C.DEFAULT_PRESET else ""
@@ -105,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p_train.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     p_train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_train.add_argument(
+        "--cpu-devices",
+        type=int,
+        metavar="N",
+        help="JAX CPU devices to split the agent over (default: one per core, at most 8); "
+        "R2D2 uses as many as divide num_envs and batch_size",
+    )
     p_train.set_defaults(func=cmd_train)
     return parser
 

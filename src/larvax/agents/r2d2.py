@@ -46,8 +46,11 @@ import numpy as np
 import optax
 import rlax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from larvax.agents.replay import (
+    ReplayState,
     SequenceReplay,
     importance_weights,
     sequence_priority,
@@ -56,6 +59,8 @@ from larvax.envs.core import Box, Dict, Discrete
 
 Array = jax.Array
 PyTree = Any
+
+AXIS = "devices"  # the data-parallel mesh axis: actors, replay rows and batch rows split on it
 
 
 # ============================================================================= config
@@ -93,6 +98,12 @@ class R2D2Config:
         2 x batch_size) or "sequential" (two Adam steps, the two halves in random order, as
         simfish_rl does).
     compact_observations: "auto" (store Box(0, 255) observation leaves as uint8), or False.
+    num_devices: data-parallel devices (``jax.devices()``): "auto" (the most devices, up to
+        all, that divide both ``num_envs`` and ``batch_size``) or an int. Each device runs
+        ``num_envs / D`` actors with their own replay rows and learns on ``batch_size / D``
+        sequences drawn from them (prioritised within its rows, stratified over devices);
+        gradients are averaged over devices (``lax.pmean``), so every device holds the same
+        network. On a CPU, ``larvax train`` exposes one JAX device per core.
     """
 
     burn_in: int = 8
@@ -119,6 +130,7 @@ class R2D2Config:
     mirror_carry: str = "exact"
     mirror_update: str = "joint"
     compact_observations: Any = "auto"
+    num_devices: Any = "auto"
 
     def __post_init__(self):
         def fail(name, allowed):
@@ -173,6 +185,19 @@ class R2D2Config:
             fail("mirror_update", "'joint', 'sequential'")
         if self.compact_observations not in ("auto", False):
             fail("compact_observations", "'auto', False")
+        if self.num_devices != "auto" and (
+            isinstance(self.num_devices, bool)
+            or not isinstance(self.num_devices, int | np.integer)
+            or self.num_devices < 1
+        ):
+            fail("num_devices", "'auto' or an int >= 1")
+        if self.num_devices != "auto" and (
+            self.num_envs % self.num_devices or self.batch_size % self.num_devices
+        ):
+            fail(
+                "num_devices",
+                f"a divisor of both num_envs={self.num_envs} and batch_size={self.batch_size}",
+            )
         if self.n_step > self.trace_length:
             fail("n_step", f"an int <= trace_length={self.trace_length}")
         if self.replay_capacity % self.num_envs:
@@ -237,6 +262,21 @@ def actor_epsilons(num_envs: int, epsilon_max: float, epsilon_min: float) -> np.
     if epsilon_max == 0.0:
         return np.zeros(num_envs, np.float32)
     return np.geomspace(epsilon_max, epsilon_min, num_envs).astype(np.float32)
+
+
+def resolve_num_devices(config: R2D2Config, available: int) -> int:
+    """How many of ``available`` devices an agent uses (see ``R2D2Config.num_devices``)."""
+    c = config
+    if c.num_devices == "auto":
+        return max(
+            d for d in range(1, available + 1) if c.num_envs % d == 0 and c.batch_size % d == 0
+        )
+    if c.num_devices > available:
+        raise ValueError(
+            f"R2D2Config.num_devices={c.num_devices} but JAX sees {available} device(s); "
+            f"allowed: 'auto' or an int <= {available}"
+        )
+    return int(c.num_devices)
 
 
 # ============================================================================= losses
@@ -503,7 +543,17 @@ class R2D2Agent:
         self._params0, self._rest0 = params, rest
         self._net0 = network
         self.compact_mask = _compact_mask(env, self.env_params, c.compact_observations)
+        # Data parallelism: D devices, each with num_envs / D actors, their replay rows and
+        # batch_size / D sequences per learner step; ``train`` runs under ``jax.shard_map``.
+        self.num_devices = resolve_num_devices(c, len(jax.devices()))
+        self.mesh = Mesh(np.array(jax.devices()[: self.num_devices]), (AXIS,))
+        self.local_envs = c.num_envs // self.num_devices
+        self.local_batch = c.batch_size // self.num_devices
+        # The whole buffer (for inspection outside ``train``) and one device's rows.
         self.replay = SequenceReplay(c.num_envs, c.slots_per_env, c.period, c.sequence_length)
+        self._local_replay = SequenceReplay(
+            self.local_envs, c.slots_per_env, c.period, c.sequence_length
+        )
         tx = [optax.adam(c.learning_rate, eps=c.adam_eps)]
         if c.max_grad_norm is not None:
             tx.insert(0, optax.clip_by_global_norm(c.max_grad_norm))
@@ -512,6 +562,13 @@ class R2D2Agent:
         _, ts = jax.eval_shape(lambda k: env.reset(k, self.env_params), jax.random.key(0))
         self.info_keys = tuple(k for k in ("prey_caught",) if k in ts.info)
         self._train = jax.jit(self._train_impl, static_argnums=1, donate_argnums=0)
+        self._learner_step = jax.shard_map(
+            self._learner_step_local,
+            mesh=self.mesh,
+            in_specs=(self._state_specs(), P()),
+            out_specs=(self._state_specs(), P()),
+            check_vma=False,
+        )
         self._act = jax.jit(self._act_impl, static_argnames=("greedy",))
 
     # -------------------------------------------------------------------- properties
@@ -608,7 +665,44 @@ class R2D2Agent:
             learner_steps=jnp.zeros((), jnp.int32),
         )
         # Distinct buffers for every leaf: ``train`` donates its input state.
-        return jax.tree.map(lambda x: jnp.array(x, copy=True), state)
+        state = jax.tree.map(lambda x: jnp.array(x, copy=True), state)
+        return self.shard(state)
+
+    # -------------------------------------------------------------------- devices
+
+    def _state_specs(self) -> TrainState:
+        """PartitionSpecs (a pytree prefix of TrainState): per-actor leaves split over the
+        devices, the network, optimiser, RNG key and counters replicated."""
+        d, r = P(AXIS), P()
+        return TrainState(
+            params=r,
+            target_params=r,
+            rest=r,
+            opt_state=r,
+            replay=ReplayState(steps=d, extras=d, priorities=d, max_priority=r, num_steps=r),
+            actor=d,
+            key=r,
+            updates=r,
+            learner_steps=r,
+        )
+
+    def state_shardings(self, state: TrainState) -> TrainState:
+        """A NamedSharding for every leaf of ``state`` (arrays or ShapeDtypeStructs)."""
+        return jax.tree.map(
+            lambda spec, sub: jax.tree.map(lambda _: NamedSharding(self.mesh, spec), sub),
+            self._state_specs(),
+            state,
+            is_leaf=lambda x: isinstance(x, P),
+        )
+
+    def shard(self, state: TrainState) -> TrainState:
+        """``state`` laid out over this agent's devices (a no-op when it already is)."""
+        return jax.device_put(state, self.state_shardings(state))
+
+    def _rows(self, x: Array) -> Array:
+        """This device's rows of a per-actor array [num_envs, ...] (inside ``shard_map``)."""
+        i = jax.lax.axis_index(AXIS)
+        return jax.lax.dynamic_slice_in_dim(x, i * self.local_envs, self.local_envs, 0)
 
     # -------------------------------------------------------------------- acting
 
@@ -621,7 +715,8 @@ class R2D2Agent:
     def _act_tick(self, params, rest, actor: ActorState, key: Array):
         """One tick of all actors. Returns (new actor state, stored step, episode stats)."""
         c = self.config
-        n = c.num_envs
+        n = self.local_envs  # this device's actors; random draws are made for all num_envs
+        # actors and sliced, so an actor's stream does not depend on the number of devices
         k_eps, k_rand, k_env, k_reset = jax.random.split(key, 4)
         if self.mirror and c.mirror_carry == "exact":
             mobs = jax.vmap(self.env.reflect_observation)(actor.observation)
@@ -649,17 +744,19 @@ class R2D2Agent:
             )
             carry_m = actor.carry_mirror
         greedy = jnp.argmax(q, axis=-1).astype(jnp.int32)
-        rand = jax.random.randint(k_rand, (n,), 0, self.num_actions, jnp.int32)
-        explore = jax.random.uniform(k_eps, (n,)) < jnp.asarray(self.epsilons)
+        rand = self._rows(jax.random.randint(k_rand, (c.num_envs,), 0, self.num_actions, jnp.int32))
+        explore = self._rows(jax.random.uniform(k_eps, (c.num_envs,))) < self._rows(
+            jnp.asarray(self.epsilons)
+        )
         action = jnp.where(explore, rand, greedy)
         has_action = ~actor.last
         action = jnp.where(has_action, action, 0)
 
-        env_keys = jax.random.split(k_env, n)
+        env_keys = self._rows(jax.random.split(k_env, c.num_envs))
         s_env, ts = jax.vmap(lambda k, s, a: self.env.step(k, s, a, self.env_params))(
             env_keys, actor.env_state, action
         )
-        reset_keys = jax.random.split(k_reset, n)
+        reset_keys = self._rows(jax.random.split(k_reset, c.num_envs))
 
         def do_reset(_):
             return jax.vmap(lambda k: self.env.reset(k, self.env_params))(reset_keys)
@@ -735,26 +832,50 @@ class R2D2Agent:
         )
 
     def _grad_step(self, params, target_params, rest, opt_state, batch, carry, weights):
+        """One Adam step on this device's rows; gradients averaged over the devices."""
         (loss, out), grads = jax.value_and_grad(self._loss, has_aux=True)(
             params, target_params, rest, batch, carry, weights
         )
+        grads = jax.lax.pmean(grads, AXIS)
+        loss = jax.lax.pmean(loss, AXIS)
         updates, opt_state = self.optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss, out
 
-    def learner_batch(self, ts: TrainState, key: Array):
-        """Sample a batch: (Sample, batch dict with float observations, importance weights)."""
-        c = self.config
-        sample = self.replay.sample(ts.replay, key, c.batch_size, c.priority_exponent)
+    def _sample(self, replay: SequenceReplay, replay_state, key: Array, batch_size: int):
+        sample = replay.sample(replay_state, key, batch_size, self.config.priority_exponent)
         batch = dict(sample.steps)
         batch["observation"] = decompress_observation(batch["observation"])
+        return sample, batch
+
+    def learner_batch(self, ts: TrainState, key: Array):
+        """Sample a batch from the whole buffer (outside ``train``): (Sample, batch dict with
+        float observations, importance weights)."""
+        c = self.config
+        sample, batch = self._sample(self.replay, ts.replay, key, c.batch_size)
         w = importance_weights(sample.probability, sample.num_valid, c.importance_exponent)
         return sample, batch, w
 
     def learner_step(self, ts: TrainState, key: Array):
-        """One learner step: sample, (mirror,) gradient step(s), priorities, target copy."""
+        """One learner step on the whole state (all devices): see ``_learner_step_local``."""
+        return self._learner_step(ts, key)
+
+    def _learner_step_local(self, ts: TrainState, key: Array):
+        """One learner step on one device's rows (inside ``shard_map``): sample, (mirror,)
+        gradient step(s) with device-averaged gradients, priorities, target copy.
+
+        Each device draws ``batch_size / D`` sequences from its own rows, prioritised within
+        them. The importance weight of an item drawn with probability P from n valid local
+        items is (n P)^-beta (with D devices its chance per draw of the global batch is P / D
+        among D n items: the same product), normalised by the largest over all devices.
+        """
         c = self.config
         k_sample, k_order = jax.random.split(key)
-        sample, batch, w = self.learner_batch(ts, k_sample)
+        k_sample = jax.random.fold_in(k_sample, jax.lax.axis_index(AXIS))
+        sample, batch = self._sample(self._local_replay, ts.replay, k_sample, self.local_batch)
+        w = jnp.power(
+            sample.num_valid.astype(jnp.float32) * sample.probability, -c.importance_exponent
+        )
+        w = w / jax.lax.pmax(jnp.max(w), AXIS)
         carry = sample.extras["carry"]
         params, opt_state = ts.params, ts.opt_state
         if not self.mirror:
@@ -773,7 +894,7 @@ class R2D2Agent:
                 params, opt_state, loss, out = self._grad_step(
                     params, ts.target_params, ts.rest, opt_state, big, bigc, cat([w, w])
                 )
-                b = c.batch_size
+                b = self.local_batch
                 abs_td = jnp.concatenate([out.abs_td[:b], out.abs_td[b:]], axis=1)
                 mask = jnp.concatenate([out.mask[:b], out.mask[b:]], axis=1)
                 q_mean = out.q_mean
@@ -781,7 +902,7 @@ class R2D2Agent:
                 stacked = jax.tree.map(
                     lambda a, b: jnp.stack([a, b]), (batch, carry), (mbatch, mcarry)
                 )
-                flip = jax.random.bernoulli(k_order)
+                flip = jax.random.bernoulli(k_order)  # the same order on every device
                 order = jax.tree.map(lambda x: jnp.where(flip, x[::-1], x), stacked)
 
                 def body(carry_, xs):
@@ -796,17 +917,19 @@ class R2D2Agent:
                 mask = jnp.concatenate([outs.mask[0], outs.mask[1]], axis=1)
                 q_mean = jnp.mean(outs.q_mean)
         prio = sequence_priority(abs_td, mask, c.max_priority_weight)
-        replay = self.replay.update_priorities(ts.replay, sample.env_index, sample.slot, prio)
+        replay = self._local_replay.update_priorities(ts.replay, sample.env_index, sample.slot, prio)
+        replay = replay._replace(max_priority=jax.lax.pmax(replay.max_priority, AXIS))
         learner_steps = ts.learner_steps + 1
         copy = learner_steps % c.target_update_period == 0
         target = jax.tree.map(lambda p, t: jnp.where(copy, p, t), params, ts.target_params)
         m = mask.astype(jnp.float32)
         metrics = dict(
             loss=loss,
-            q_mean=q_mean,
-            td_abs=jnp.sum(abs_td * m) / jnp.maximum(jnp.sum(m), 1.0),
-            priority_mean=jnp.mean(prio),
-            priority_max=jnp.max(prio),
+            q_mean=jax.lax.pmean(q_mean, AXIS),
+            td_abs=jax.lax.psum(jnp.sum(abs_td * m), AXIS)
+            / jnp.maximum(jax.lax.psum(jnp.sum(m), AXIS), 1.0),
+            priority_mean=jax.lax.pmean(jnp.mean(prio), AXIS),
+            priority_max=jax.lax.pmax(jnp.max(prio), AXIS),
         )
         ts = ts._replace(
             params=params,
@@ -819,8 +942,13 @@ class R2D2Agent:
 
     # -------------------------------------------------------------------- one update
 
+    def _num_valid(self, replay_state) -> Array:
+        """Sampleable sequences over all devices (rows advance in lock-step)."""
+        return self._local_replay.num_valid(replay_state) * self.num_devices
+
     def update(self, ts: TrainState, _=None):
-        """One update: ``period`` acting ticks, insertion, then the learner steps."""
+        """One update on one device's rows (inside ``shard_map``): ``period`` acting ticks,
+        insertion, then the learner steps."""
         c = self.config
         key, k_act, k_learn = jax.random.split(ts.key, 3)
         actor0 = ts.actor
@@ -831,8 +959,8 @@ class R2D2Agent:
         actor, (steps, stats) = jax.lax.scan(
             lambda a, k: self._tick(ts, a, k), actor0, jax.random.split(k_act, c.period)
         )
-        steps = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps)  # [N, period, ...]
-        replay = self.replay.add(ts.replay, steps, extras)
+        steps = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps)  # [N / D, period, ...]
+        replay = self._local_replay.add(ts.replay, steps, extras)
         ts = ts._replace(actor=actor, replay=replay, key=key)
 
         nan = jnp.float32(jnp.nan)
@@ -840,18 +968,21 @@ class R2D2Agent:
 
         def learn(ts_):
             ts_, ms = jax.lax.scan(
-                self.learner_step, ts_, jax.random.split(k_learn, c.learner_steps_per_update)
+                self._learner_step_local,
+                ts_,
+                jax.random.split(k_learn, c.learner_steps_per_update),
             )
             return ts_, jax.tree.map(jnp.mean, ms)
 
-        ready = self.replay.num_valid(replay) >= c.min_replay_size
+        ready = self._num_valid(replay) >= c.min_replay_size
         ts, lm = jax.lax.cond(ready, learn, lambda t: (t, empty), ts)
 
         ended = stats["ended"].astype(jnp.float32)
-        n_ended = jnp.sum(ended)
+        n_ended = jax.lax.psum(jnp.sum(ended), AXIS)
 
         def ep_mean(x):
-            return jnp.where(n_ended > 0, jnp.sum(x * ended) / jnp.maximum(n_ended, 1.0), nan)
+            total = jax.lax.psum(jnp.sum(x * ended), AXIS)
+            return jnp.where(n_ended > 0, total / jnp.maximum(n_ended, 1.0), nan)
 
         ts = ts._replace(updates=ts.updates + 1)
         metrics = dict(
@@ -861,7 +992,7 @@ class R2D2Agent:
             episodes=n_ended,
             epsilon=jnp.float32(np.mean(self.epsilons)),
             learner_steps=ts.learner_steps.astype(jnp.float32),
-            replay_size=self.replay.num_valid(replay).astype(jnp.float32),
+            replay_size=self._num_valid(replay).astype(jnp.float32),
             **lm,
         )
         for k in self.info_keys:
@@ -874,14 +1005,23 @@ class R2D2Agent:
         return new, (step, stats)
 
     def _train_impl(self, ts: TrainState, num_updates: int):
-        return jax.lax.scan(self.update, ts, None, length=num_updates)
+        specs = self._state_specs()
+        run = jax.shard_map(
+            lambda t: jax.lax.scan(self.update, t, None, length=num_updates),
+            mesh=self.mesh,
+            in_specs=(specs,),
+            out_specs=(specs, P()),
+            check_vma=False,  # replicated outputs are made so by pmean/psum/pmax (tested)
+        )
+        return run(ts)
 
     def train(self, state: TrainState, num_updates: int):
-        """``num_updates`` updates in one compiled scan. The input state is donated (do not
-        reuse it). Returns (state, metrics: dict of float32 [num_updates])."""
+        """``num_updates`` updates in one compiled scan (one ``shard_map`` over the agent's
+        devices). The input state is donated (do not reuse it). Returns (state, metrics:
+        dict of float32 [num_updates])."""
         if isinstance(num_updates, bool) or not isinstance(num_updates, int) or num_updates < 1:
             raise ValueError(f"train: num_updates must be an int >= 1, got {num_updates!r}")
-        return self._train(state, num_updates)
+        return self._train(self.shard(state), num_updates)
 
     # -------------------------------------------------------------------- evaluation
 

@@ -216,6 +216,12 @@ def run(
     updates_done, wall_before, rows_done = 0, 0.0, 0
     if resume and ckpt.latest_step() is not None:
         abstract = jax.eval_shape(agent.init, key)
+        if hasattr(agent, "state_shardings"):  # restore straight onto the agent's devices
+            abstract = jax.tree.map(
+                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                abstract,
+                agent.state_shardings(abstract),
+            )
         state, record = ckpt.restore(abstract)
         updates_done = int(record["updates"])
         wall_before = float(record["wall_time_s"])
@@ -231,7 +237,13 @@ def run(
     rows = csv_log.read()
     env_steps_done = int(float(rows[-1]["env_steps"])) if rows else updates_done * steps_per_update
     tb = TensorBoardLog(run_dir / "tb", purge_step=env_steps_done + 1 if resume else None)
-    _set_status(run_dir, "running", total_updates=total_updates)
+    _set_status(
+        run_dir,
+        "running",
+        total_updates=total_updates,
+        devices=int(getattr(agent, "num_devices", 1)),
+        platform=jax.default_backend(),
+    )
 
     last_save = time.monotonic()
     chunks = 0
