@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
 
+import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -255,6 +256,26 @@ def _nanmean_where(values: Array, mask: Array) -> tuple[Array, Array]:
     count = mask.sum().astype(jnp.float32)
     total = jnp.where(mask, values, 0).astype(jnp.float32).sum()
     return jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan), count
+
+
+def _log_prob_and_entropy(dist, action: Array) -> tuple[Array, Array]:
+    """``(dist.log_prob(action), dist.entropy())``, from one log-softmax for a categorical.
+
+    ``distrax.Categorical`` stores normalised logits (log-probabilities); its ``log_prob``
+    gathers them with a one-hot product and its ``entropy`` applies ``log_softmax`` again.
+    The same values (``-inf`` outside the action range, ``0 log 0 = 0``) with one gather
+    and no second normalisation; any other distribution uses its own methods.
+    """
+    if type(dist) is distrax.Categorical and dist._logits is not None:
+        log_p = dist.logits  # log-softmax of the network's logits
+        n = log_p.shape[-1]
+        index = jnp.clip(action, 0, n - 1).astype(jnp.int32)
+        picked = jnp.take_along_axis(log_p, index[..., None], axis=-1)[..., 0]
+        log_prob = jnp.where((action < 0) | (action > n - 1), -jnp.inf, picked)
+        p = jnp.exp(log_p)
+        entropy = -jnp.sum(jnp.where(p == 0, 0.0, p * log_p), axis=-1)
+        return log_prob, entropy
+    return dist.log_prob(action), dist.entropy()
 
 
 class PPOAgent:
@@ -472,7 +493,8 @@ class PPOAgent:
             rollout.starts,
             jax.lax.stop_gradient(start_carry),
         )
-        return dist.log_prob(rollout.action), value, dist.entropy()
+        log_prob, entropy = _log_prob_and_entropy(dist, rollout.action)
+        return log_prob, value, entropy
 
     def loss(self, params, model_state, rollout: Rollout, start_carry, advantages, returns):
         """PPO loss of one minibatch of whole sequences; returns ``(loss, aux metrics)``.
