@@ -383,9 +383,9 @@ class PPOAgent:
         model = self._model(state.params, state.model_state)
         env_step = jax.vmap(self.env.step, (0, 0, 0, None))
 
-        def step(runner, key):
+        def step(runner, keys):
             env_state, obs, carry, prev_action, prev_reward, starts = runner
-            key_action, key_env = jax.random.split(key)
+            key_action, keys_env, noise = keys
             carry, (dist, value) = model(
                 _add_time(obs),
                 prev_action[:, None],
@@ -393,10 +393,15 @@ class PPOAgent:
                 starts[:, None],
                 carry,
             )
-            action, log_prob = dist.sample_and_log_prob(seed=key_action)
+            if noise is None:
+                action, log_prob = dist.sample_and_log_prob(seed=key_action)
+            else:  # Gumbel-max with this step's noise: jax.random.categorical's sample
+                log_p = dist.logits
+                action = jnp.argmax(noise[0] + log_p, axis=-1)
+                log_prob = jnp.take_along_axis(log_p, action[..., None], axis=-1)[..., 0]
             action, log_prob, value = action[:, 0], log_prob[:, 0], value[:, 0]
             env_state, ts = env_step(
-                jax.random.split(key_env, c.num_envs),
+                keys_env,
                 env_state,
                 self._env_action(action),
                 self.env_params,
@@ -461,7 +466,7 @@ class PPOAgent:
             state.prev_reward,
             state.starts,
         )
-        runner, traj = jax.lax.scan(step, runner, jax.random.split(rollout_key, c.rollout_length))
+        runner, traj = jax.lax.scan(step, runner, self._rollout_keys(model, state, rollout_key))
         env_state, obs, carry, prev_action, prev_reward, starts = runner
         _, (_, last_value) = model(
             _add_time(obs), prev_action[:, None], prev_reward[:, None], starts[:, None], carry
@@ -477,6 +482,38 @@ class PPOAgent:
             env_steps=state.env_steps + c.env_steps_per_update,
         )
         return new_state, _time_major_to_batch_major(traj), state.carry, last_value[:, 0]
+
+    def _rollout_keys(self, model, state: TrainState, rollout_key: Array):
+        """Every step's random keys (and Gumbel noise), drawn before the rollout loop.
+
+        Step ``t`` uses ``key_action, key_env = split(split(rollout_key, T)[t])``; the
+        environments get ``split(key_env, num_envs)``. A categorical policy (a
+        ``distrax.Categorical``) samples by Gumbel-max with the noise
+        ``gumbel(key_action, (1, B, 1, A))`` of ``jax.random.categorical``: the same draws
+        as ``dist.sample(seed=key_action)``. Drawing them in one batched call per kind
+        replaces several small threefry loops per step (slow on CPU); other
+        distributions sample inside the loop. Returns ``(key_action [T], keys_env [T, B],
+        noise [T, 1, B, 1, A] or None)``.
+        """
+        c = self.config
+        step_keys = jax.vmap(jax.random.split)(jax.random.split(rollout_key, c.rollout_length))
+        key_action, key_env = step_keys[:, 0], step_keys[:, 1]
+        keys_env = jax.vmap(lambda k: jax.random.split(k, c.num_envs))(key_env)
+        # the policy's type and shape (a trace only: the values are unused)
+        _, (dist, _) = jax.eval_shape(
+            lambda: model(
+                _add_time(state.observation),
+                state.prev_action[:, None],
+                state.prev_reward[:, None],
+                state.starts[:, None],
+                state.carry,
+            )
+        )
+        noise = None
+        if type(dist) is distrax.Categorical and dist._logits is not None:
+            shape, dtype = (1, *dist.logits.shape), dist.logits.dtype
+            noise = jax.vmap(lambda k: jax.random.gumbel(k, shape, dtype))(key_action)
+        return key_action, keys_env, noise
 
     # ------------------------------------------------------------------ loss
 
