@@ -12,16 +12,20 @@ Four measurements (``--mode``, default ``all``):
   relative to mean |Q|, and how often the greedy action differs.
 - ``replay``: the replay alone (add a chunk, sample a batch, set priorities) against
   flashbax's prioritised trajectory buffer holding the same data (time and bytes).
-- ``learning``: for each seed, train for ``--steps`` env steps, then a greedy evaluation over
-  ``--eval-episodes`` episodes (prey caught per episode) against a uniformly random policy;
-  mean and standard error over seeds, and a learning-curve PNG.
+- ``learning``: for each seed, ``larvax train`` with ``--train-preset`` (default: the default
+  preset ``r2d2-simfish``) and its budget (or ``--steps``), run in-process through the
+  training loop into ``--runs-dir/seed<N>``; then a greedy evaluation of the final
+  checkpoint over ``--eval-episodes`` episodes (prey caught and return per episode) against a
+  uniformly random policy on the same episodes' seeds; mean and standard error over seeds,
+  and a learning-curve PNG from the runs' ``metrics.csv``.
 
 Usage::
 
-    python benchmarks/r2d2_simfish.py                     # full: 2M steps x 3 seeds, stage1
-    python benchmarks/r2d2_simfish.py --quick             # smoke run (a minute or two)
-    python benchmarks/r2d2_simfish.py --mode throughput --updates 40
-    python benchmarks/r2d2_simfish.py --mode learning --steps 5000000 --seeds 5 --preset normal
+    python benchmarks/r2d2_simfish.py --mode throughput --chunk 5 --timed-chunks 2
+    python benchmarks/r2d2_simfish.py --mode learning     # default preset's budget x 3 seeds
+    python benchmarks/r2d2_simfish.py --quick             # smoke run (a few minutes)
+    python benchmarks/r2d2_simfish.py --mode learning --train-preset r2d2-simfish-normal \
+        --seeds 1 --runs-dir runs/bench-normal --out benchmarks/results/r2d2_simfish_normal.json
 
 Measured on the shared 2-core CPU while other jobs ran (load 3-6), defaults (64 actors,
 batch 32 + mirrored 32 in one forward of 64, 2 learner steps per update):
@@ -317,69 +321,98 @@ def evaluate(agent, state, key, num_episodes: int, policy: str) -> dict:
     }
 
 
-def run_learning(args) -> dict:
-    runs, curves = [], []
-    for seed in range(args.seeds):
-        agent = build(args, args.num_envs)
-        state = agent.init(jax.random.key(seed))
-        per_update = agent.env_steps_per_update
-        total_updates = max(1, math.ceil(args.steps / per_update))
-        chunk = min(args.chunk, total_updates)
-        n_chunks = math.ceil(total_updates / chunk)
-        curve = []
-        t0 = time.perf_counter()
-        for i in range(n_chunks):
-            state, m = agent.train(state, chunk)
-            m = {k: np.asarray(v) for k, v in m.items()}
-            curve.append(
-                dict(
-                    env_steps=float(m["env_steps"][-1]),
-                    episode_return=float(np.nanmean(m["episode_return"]))
-                    if np.isfinite(m["episode_return"]).any()
-                    else None,
-                    prey_caught=float(np.nanmean(m["prey_caught"]))
-                    if np.isfinite(m["prey_caught"]).any()
-                    else None,
-                    loss=float(np.nanmean(m["loss"])) if np.isfinite(m["loss"]).any() else None,
-                    wall_s=time.perf_counter() - t0,
-                )
+def _curve(run_dir: Path) -> list[dict]:
+    import csv
+
+    def num(x):
+        try:
+            v = float(x)
+        except (TypeError, ValueError):
+            return None
+        return v if np.isfinite(v) else None
+
+    with open(run_dir / "metrics.csv") as f:
+        return [
+            dict(
+                env_steps=num(r["env_steps"]),
+                episode_return=num(r.get("episode_return")),
+                prey_caught=num(r.get("prey_caught")),
+                loss=num(r.get("loss")),
+                wall_s=num(r.get("wall_time_s")),
             )
-            if args.verbose:
-                print(f"seed {seed} chunk {i + 1}/{n_chunks}: {curve[-1]}", flush=True)
+            for r in csv.DictReader(f)
+        ]
+
+
+def run_learning(args) -> dict:
+    """``larvax train`` (the loop, in-process) per seed with ``--train-preset`` and ``--set``,
+    then greedy and random evaluation of the final checkpoint. Finished seeds in
+    ``--runs-dir`` are reused; interrupted ones are resumed."""
+    from larvax.training import config as C
+    from larvax.training import loop
+
+    runs_dir = Path(args.runs_dir)
+    runs, curves = [], []
+    cfg = None
+    for seed in range(args.seeds):
+        cfg = C.resolve(args.train_preset, None, args.set or [], args.steps, seed)
+        run_dir = runs_dir / f"seed{seed}"
+        status = None
+        if (run_dir / "run.json").exists():
+            status = json.loads((run_dir / "run.json").read_text()).get("status")
+        t0 = time.perf_counter()
+        if status != "finished":
+            if (run_dir / "config.yaml").exists():
+                loop.run(None, run_dir=run_dir, resume=True, progress=args.verbose)
+            else:
+                loop.run(cfg, run_dir=run_dir, progress=args.verbose)
         train_s = time.perf_counter() - t0
+        _, _, _, agent, state, record = loop.load_run(run_dir)
         key = jax.random.key(1000 + seed)
         greedy = evaluate(agent, state, key, args.eval_episodes, "greedy")
         rand = evaluate(agent, state, key, args.eval_episodes, "random")
+        curve = _curve(run_dir)
+        summary = json.loads((run_dir / "summary.json").read_text())
         runs.append(
-            dict(seed=seed, env_steps=curve[-1]["env_steps"], train_s=train_s, greedy=greedy,
-                 random=rand)
+            dict(seed=seed, run_dir=str(run_dir), env_steps=int(record["env_steps"]),
+                 train_wall_s=summary.get("wall_time_s"), this_call_s=train_s,
+                 devices=agent.num_devices, greedy=greedy, random=rand)
         )  # fmt: skip
         curves.append(curve)
+        print(
+            f"seed {seed}: greedy prey {greedy['prey_caught_mean']:.2f} "
+            f"(return {greedy['return_mean']:.1f}), random prey "
+            f"{rand['prey_caught_mean']:.2f} (return {rand['return_mean']:.1f})",
+            flush=True,
+        )
 
     def mean_se(xs):
         xs = np.asarray(xs, np.float64)
         se = float(xs.std(ddof=1) / np.sqrt(len(xs))) if len(xs) > 1 else float("nan")
         return float(xs.mean()), se
 
-    g_mean, g_se = mean_se([r["greedy"]["prey_caught_mean"] for r in runs])
-    r_mean, r_se = mean_se([r["random"]["prey_caught_mean"] for r in runs])
-    png = plot_curves(curves, args)
-    return {
-        "preset": args.preset,
-        "steps_per_seed": args.steps,
+    out = {
+        "train_preset": args.train_preset,
+        "overrides": list(args.set or []),
+        "config": cfg,
+        "steps_per_seed": cfg["total_env_steps"],
         "seeds": args.seeds,
         "eval_episodes": args.eval_episodes,
-        "greedy_prey_caught_mean": g_mean,
-        "greedy_prey_caught_se": g_se,
-        "random_prey_caught_mean": r_mean,
-        "random_prey_caught_se": r_se,
         "runs": runs,
         "curves": curves,
-        "curve_png": str(png) if png else None,
     }
+    for policy in ("greedy", "random"):
+        for key in ("prey_caught_mean", "return_mean"):
+            m, se = mean_se([r[policy][key] for r in runs])
+            name = key.replace("_mean", "")
+            out[f"{policy}_{name}_mean"] = m
+            out[f"{policy}_{name}_se"] = se
+    png = plot_curves(curves, args, title=f"R2D2 on Simfish ({args.train_preset})")
+    out["curve_png"] = str(png) if png else None
+    return out
 
 
-def plot_curves(curves, args):
+def plot_curves(curves, args, title: str):
     try:
         import matplotlib
 
@@ -392,13 +425,13 @@ def plot_curves(curves, args):
         x = [p["env_steps"] for p in curve]
         for ax, key in zip(axes, ("prey_caught", "episode_return"), strict=True):
             y = [np.nan if p[key] is None else p[key] for p in curve]
-            ax.plot(x, y, label=f"seed {seed}")
+            ax.plot(x, y, label=f"seed {seed}", alpha=0.8)
     for ax, label in zip(axes, ("prey caught / episode", "episode return"), strict=True):
         ax.set_xlabel("env steps")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.suptitle(f"R2D2 on Simfish ({args.preset})")
+    fig.suptitle(title)
     fig.tight_layout()
     path = Path(args.out).with_name(Path(args.out).stem + "_curve.png")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -439,18 +472,20 @@ def print_table(result: dict) -> None:
         )
     lr = result.get("learning")
     if lr:
-        rows.append(
-            (
-                "greedy prey caught (mean +- se)",
-                f"{lr['greedy_prey_caught_mean']:.2f} +- {lr['greedy_prey_caught_se']:.2f}",
+        for policy in ("greedy", "random"):
+            rows.append(
+                (
+                    f"{policy}: prey caught / episode (mean +- se over seeds)",
+                    f"{lr[f'{policy}_prey_caught_mean']:.2f} +- "
+                    f"{lr[f'{policy}_prey_caught_se']:.2f}",
+                )
             )
-        )
-        rows.append(
-            (
-                "random prey caught (mean +- se)",
-                f"{lr['random_prey_caught_mean']:.2f} +- {lr['random_prey_caught_se']:.2f}",
+            rows.append(
+                (
+                    f"{policy}: return / episode",
+                    f"{lr[f'{policy}_return_mean']:.1f} +- {lr[f'{policy}_return_se']:.1f}",
+                )
             )
-        )
     try:
         from rich.console import Console
         from rich.table import Table
@@ -472,7 +507,20 @@ def main(argv=None) -> dict:
     p.add_argument("--mode", choices=("all", "throughput", "learning", "replay"), default="all")
     p.add_argument("--preset", default="stage1")
     p.add_argument("--network", default="r2d2_simfish")
-    p.add_argument("--steps", type=int, default=2_000_000, help="env steps per seed (learning)")
+    p.add_argument(
+        "--train-preset", default="r2d2-simfish", help="larvax train preset (learning)"
+    )
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="larvax train override (learning)"
+    )
+    p.add_argument(
+        "--steps", type=int, default=None, help="env steps per seed (learning; default: preset)"
+    )
+    p.add_argument(
+        "--runs-dir",
+        default="runs/bench-r2d2-simfish",
+        help="run directories of the learning runs (finished seeds are reused)",
+    )
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--num-envs", type=int, default=64)
@@ -496,7 +544,8 @@ def main(argv=None) -> dict:
 
     args.devices = use_cpu_devices(args.devices or None)
     if args.quick:
-        args.steps = min(args.steps, 64 * 20 * 6)
+        args.steps = 64 * 20 * 6
+        args.runs_dir = args.runs_dir + "-quick"
         args.seeds = min(args.seeds, 1)
         args.chunk = min(args.chunk, 3)
         args.timed_chunks = min(args.timed_chunks, 2)

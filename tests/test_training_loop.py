@@ -279,3 +279,24 @@ def test_nan_loss_before_learning_is_not_divergence():
     assert _nonfinite_loss({"loss": np.array([nan, nan]), "learner_steps": np.array([0.0, 2.0])}) == "loss"
     assert _nonfinite_loss({"loss": np.array([1.0, np.inf])}) == "loss"
     assert _nonfinite_loss({"q_loss": np.array([1.0, nan])}) == "q_loss"
+
+
+def test_wall_time_limit_stops_a_run_cleanly(tmp_path):
+    d = tmp_path / "run"
+    # each chunk sleeps 0.3 s (12 updates = 6 chunks would take >= 1.8 s); the run stops
+    # after the chunk whose cumulative wall time reaches the limit
+    cfg = dummy_config(agent_config={"sleep_s": 0.3}, max_wall_time_s=0.5)
+    result = run(cfg, run_dir=d, progress=False)
+    rows = list(csv_rows(d))
+    walls = [float(r["wall_time_s"]) for r in rows]
+    assert walls[-1] >= 0.5 and all(w < 0.5 for w in walls[:-1])
+    assert result.updates == 2 * len(rows) < 12
+    assert json.loads((d / "run.json").read_text())["status"] == "finished"
+    assert (d / "summary.json").exists()
+    steps = sorted(int(p.name) for p in (d / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps[-1] == result.updates
+    # resuming a run that used up its time does no more chunks
+    again = run(None, run_dir=d, resume=True, progress=False)
+    assert again.updates == result.updates
+    with pytest.raises(C.ConfigError, match="max_wall_time_s"):
+        C.validate(dummy_config(max_wall_time_s=-1))

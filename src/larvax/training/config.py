@@ -7,7 +7,9 @@ passed to :func:`larvax.envs.make`), ``network`` (``{"name": registry name, **kw
 ``agent_config`` (fields of the agent's config dataclass, validated there),
 ``total_env_steps`` (budget in environment steps), ``seed``, ``chunk_updates`` (agent
 updates per compiled ``train`` call; Python logs only between chunks),
-``checkpoint_every_seconds``, ``keep_checkpoints``.
+``checkpoint_every_seconds``, ``keep_checkpoints``, ``max_wall_time_s`` (stop after the
+chunk that reaches this much training time, 0 = no limit; the budget in env steps still
+caps the run).
 
 Presets are YAML files in ``larvax/training/presets/``: data, not code paths.
 Overrides use dotted keys (``agent_config.batch_size=64``); a bare key that names exactly
@@ -36,6 +38,7 @@ TOP_LEVEL: dict[str, type | tuple[type, ...]] = {
     "chunk_updates": int,
     "checkpoint_every_seconds": (int, float),
     "keep_checkpoints": int,
+    "max_wall_time_s": (int, float),
 }
 DEFAULTS: dict[str, Any] = {
     "name": "run",
@@ -45,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "chunk_updates": 10,
     "checkpoint_every_seconds": 120,
     "keep_checkpoints": 3,
+    "max_wall_time_s": 0.0,
 }
 DEFAULT_PRESET = "r2d2-simfish"
 
@@ -219,6 +223,10 @@ def validate(cfg: dict) -> dict:
     for key in ("total_env_steps", "chunk_updates", "keep_checkpoints"):
         if out[key] < 1:
             raise ConfigError(f"{key}: must be >= 1, got {out[key]!r}")
+    if out["max_wall_time_s"] < 0:
+        raise ConfigError(
+            f"max_wall_time_s: must be >= 0 (0 = no limit), got {out['max_wall_time_s']!r}"
+        )
     if out["checkpoint_every_seconds"] < 0:
         raise ConfigError(
             f"checkpoint_every_seconds: must be >= 0, got {out['checkpoint_every_seconds']!r}"

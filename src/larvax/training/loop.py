@@ -172,6 +172,24 @@ def build(cfg: dict):
     return env, env_params, agent
 
 
+def load_run(run_dir: str | Path, step: int | None = None):
+    """A run's trained agent: ``(cfg, env, env_params, agent, state, record)`` from its
+    ``config.yaml`` and its newest (or ``step``) checkpoint. For evaluation and analysis."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise RunDirError(f"{str(run_dir)!r} is not a larvax run directory (no config.yaml)")
+    cfg = validate(yaml.safe_load(cfg_path.read_text()))
+    env, env_params, agent = build(cfg)
+    ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg["keep_checkpoints"])
+    try:
+        abstract = jax.eval_shape(agent.init, jax.random.key(cfg["seed"]))
+        state, record = ckpt.restore(abstract, step)
+    finally:
+        ckpt.close()
+    return cfg, env, env_params, agent, state, record
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -251,7 +269,8 @@ def run(
     try:
         if display:
             display.__enter__()
-        while updates_done < total_updates:
+        limit = float(cfg.get("max_wall_time_s", 0) or 0)
+        while updates_done < total_updates and not (limit > 0 and wall_before >= limit):
             n = min(cfg["chunk_updates"], total_updates - updates_done)
             t0 = time.monotonic()
             new_state, metrics = agent.train(state, n)
@@ -282,7 +301,8 @@ def run(
             if display:
                 display.update(row)
             chunks += 1
-            finished = updates_done >= total_updates
+            time_up = limit > 0 and wall_before >= limit
+            finished = updates_done >= total_updates or time_up
             if finished or time.monotonic() - last_save >= cfg["checkpoint_every_seconds"]:
                 record = {
                     "updates": updates_done,
@@ -292,6 +312,8 @@ def run(
                 }
                 ckpt.save(updates_done, state, record)
                 last_save = time.monotonic()
+            if time_up:
+                break
             if max_chunks is not None and chunks >= max_chunks and not finished:
                 ckpt.save(
                     updates_done,
