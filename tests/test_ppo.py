@@ -401,36 +401,6 @@ def test_categorical_log_prob_and_entropy_hand_computed():
     assert np.all(np.asarray(log_prob) == -np.inf)
 
 
-def test_feedforward_actor_critic_per_step_path_is_the_same_function():
-    """ActorCritic with an mlp torso runs the [B, T] steps as one [1, B*T] batch: the
-    distribution and value equal those of the per-sequence call (with OAR inputs)."""
-    from larvax.networks import models
-
-    net = models.ActorCritic(
-        obs_dim=3, num_actions=4, hidden=[5], hidden_size=6, torso="mlp",
-        use_prev_action=True, use_prev_reward=True, rngs=nnx.Rngs(0),
-    )  # fmt: skip
-    assert net.per_step
-    keys = jax.random.split(jax.random.key(0), 3)
-    obs = jax.random.normal(keys[0], (2, 3, 3))
-    prev_action = jax.random.randint(keys[1], (2, 3), -1, 4)
-    prev_reward = jax.random.normal(keys[2], (2, 3))
-    starts = jnp.zeros((2, 3), bool).at[:, 0].set(True)
-    action = jnp.array([[0, 1, 2], [3, 2, 1]])
-    outs = []
-    for fast in (True, False):
-        models.PER_STEP_FAST_PATH = fast
-        try:
-            carry, (dist, value) = net(obs, prev_action, prev_reward, starts, None)
-        finally:
-            models.PER_STEP_FAST_PATH = True
-        assert carry == {"actor": (), "critic": ()}
-        assert dist.batch_shape == (2, 3) and value.shape == (2, 3)
-        outs.append((dist.log_prob(action), dist.entropy(), value))
-    for got, want in zip(*outs, strict=True):
-        np.testing.assert_allclose(got, want, atol=1e-6)
-
-
 @pytest.mark.parametrize("name", ["actor_critic", "shared_actor_critic"])
 def test_actor_critic_dense_gradients_match_plain_autodiff(name):
     """The actor-critics' Linear layers use a hand-written matmul backward pass; their

@@ -31,7 +31,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import distrax
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -427,9 +426,6 @@ class ActorCritic(StepMixin, nnx.Module):
         )
         self.critic = Network(fe_c, seq_c, V(seq_c.out_features, scale=critic_scale, rngs=rngs))
         self.action_kind = kind
-        # feed-forward torsos: every module works per step, so the [B, T] steps can be run
-        # as one [1, B*T] batch (2-D matmuls; the same function)
-        self.per_step = torso == "mlp" and kind == "discrete"
         _use_fast_dense(self)
 
     def initialize_carry(self, batch_shape: Sequence[int]) -> dict:
@@ -442,25 +438,9 @@ class ActorCritic(StepMixin, nnx.Module):
         if carry is None:
             b = jax.tree.leaves(observation)[0].shape[0]
             carry = self.initialize_carry((b,))
-        if self.per_step and PER_STEP_FAST_PATH:
-            lead = jax.tree.leaves(observation)[0].shape[:2]
-            inputs = _merge_steps((observation, prev_action, prev_reward, starts))
-            ca, dist = self.actor(*inputs, carry["actor"])
-            cc, value = self.critic(*inputs, carry["critic"])
-            logits = dist.logits  # normalised: a second normalisation leaves them as they are
-            dist = distrax.Categorical(logits=logits.reshape(lead + logits.shape[2:]))
-            return {"actor": ca, "critic": cc}, (dist, value.reshape(lead))
         ca, dist = self.actor(observation, prev_action, prev_reward, starts, carry["actor"])
         cc, value = self.critic(observation, prev_action, prev_reward, starts, carry["critic"])
         return {"actor": ca, "critic": cc}, (dist, value)
-
-
-PER_STEP_FAST_PATH = True
-
-
-def _merge_steps(tree: Any) -> Any:
-    """``[B, T, ...] -> [1, B*T, ...]`` for every array leaf (None stays None)."""
-    return jax.tree.map(lambda x: jnp.reshape(x, (1, -1) + jnp.shape(x)[2:]), tree)
 
 
 @register("lstm_actor_critic")
