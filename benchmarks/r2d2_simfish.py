@@ -59,10 +59,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def build(args, num_envs: int, extra: dict | None = None):
+    import yaml
+
     from larvax.agents.r2d2 import make_agent
     from larvax.envs import make
 
-    env, params = make("simfish", preset=args.preset)
+    env_kwargs = {}
+    for item in args.env or []:
+        key, _, value = item.partition("=")
+        env_kwargs[key] = yaml.safe_load(value)
+    env, params = make("simfish", preset=args.preset, **env_kwargs)
     config = dict(
         num_envs=num_envs,
         replay_capacity=args.replay_capacity,
@@ -506,6 +512,9 @@ def main(argv=None) -> dict:
     p.add_argument("--quick", action="store_true", help="short smoke run")
     p.add_argument("--mode", choices=("all", "throughput", "learning", "replay"), default="all")
     p.add_argument("--preset", default="stage1")
+    p.add_argument(
+        "--env", action="append", metavar="KEY=VALUE", help="Simfish field (throughput world)"
+    )
     p.add_argument("--network", default="r2d2_simfish")
     p.add_argument(
         "--train-preset", default="r2d2-simfish", help="larvax train preset (learning)"
@@ -533,16 +542,16 @@ def main(argv=None) -> dict:
     p.add_argument(
         "--devices",
         type=int,
-        default=0,
-        help="JAX CPU devices to expose (0: one per core, as `larvax train` does); the agent "
-        "uses as many as divide --num-envs and the batch size",
+        default=1,
+        help="JAX CPU devices to expose (as `larvax train --cpu-devices`); the agent uses as "
+        "many as divide --num-envs and the batch size",
     )
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--out", default=str(RESULTS / "r2d2_simfish.json"))
     args = p.parse_args(argv)
     from larvax.devices import use_cpu_devices
 
-    args.devices = use_cpu_devices(args.devices or None)
+    args.devices = use_cpu_devices(args.devices)
     if args.quick:
         args.steps = 64 * 20 * 6
         args.runs_dir = args.runs_dir + "-quick"
