@@ -27,15 +27,17 @@ Usage::
     python benchmarks/r2d2_simfish.py --mode learning --train-preset r2d2-simfish-normal \
         --seeds 1 --runs-dir runs/bench-normal --out benchmarks/results/r2d2_simfish_normal.json
 
-Measured on the shared 2-core CPU while other jobs ran (load 3-6), defaults (64 actors,
-batch 32 + mirrored 32 in one forward of 64, 2 learner steps per update):
-``--mode throughput --chunk 5 --timed-chunks 2``: 79 env steps/s when the Retina used
-``lax.conv`` (its gradient is ~10x slower inside ``lax.scan``/``lax.cond`` on XLA:CPU), 833 env
-steps/s with the im2col Retina the network library now uses; the rest of an update is
-Simfish stepping (~0.6 s of the ~1.5 s for 1,280 env steps) and the learner's LSTM/matmuls.
+Measured on the quiet 2-core CPU (``--mode throughput --chunk 5 --timed-chunks 3``, 64 actors,
+batch 32 + mirrored 32 in one forward of 64, 2 learner steps per update): 2,933 env steps/s
+(2,974 with ``--num-envs 128``). History: 79 with ``lax.conv`` in the Retina, 833 with the
+im2col Retina (busy machine), 2,632 at the start of session 2, 2,834 with the LSTM's
+hand-written backward pass, 2,933 with its loops not unrolled; 2,487 split over two CPU
+devices (``--devices 2``, measured back to back with 2,834 on one). Per update (~0.44 s), the
+learner's two steps take ~80 %: mostly the Retina's Conv1D stack and its gradient over
+2 x 64 x 84 observations (online and target networks), not the LSTM.
 
-Writes ``benchmarks/results/r2d2_simfish.json`` (or ``--out``) and
-``benchmarks/results/r2d2_simfish_curve.png``.
+Writes ``benchmarks/results/r2d2_simfish.json`` (``r2d2_simfish_learning.json`` and
+``r2d2_simfish_learning_curve.png`` for ``--mode learning``), or ``--out``.
 """
 
 from __future__ import annotations
@@ -428,10 +430,9 @@ def plot_curves(curves, args, title: str):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for seed, curve in enumerate(curves):
-        x = [p["env_steps"] for p in curve]
         for ax, key in zip(axes, ("prey_caught", "episode_return"), strict=True):
-            y = [np.nan if p[key] is None else p[key] for p in curve]
-            ax.plot(x, y, label=f"seed {seed}", alpha=0.8)
+            pts = [(p["env_steps"], p[key]) for p in curve if p[key] is not None]  # chunks
+            ax.plot([x for x, _ in pts], [y for _, y in pts], label=f"seed {seed}", alpha=0.8)
     for ax, label in zip(axes, ("prey caught / episode", "episode return"), strict=True):
         ax.set_xlabel("env steps")
         ax.set_ylabel(label)
@@ -547,8 +548,16 @@ def main(argv=None) -> dict:
         "many as divide --num-envs and the batch size",
     )
     p.add_argument("--verbose", action="store_true")
-    p.add_argument("--out", default=str(RESULTS / "r2d2_simfish.json"))
+    p.add_argument(
+        "--out",
+        default=None,
+        help="JSON path (default results/r2d2_simfish.json; r2d2_simfish_learning.json for "
+        "--mode learning); the curve PNG is written beside it as <stem>_curve.png",
+    )
     args = p.parse_args(argv)
+    if args.out is None:
+        name = "r2d2_simfish_learning.json" if args.mode == "learning" else "r2d2_simfish.json"
+        args.out = str(RESULTS / name)
     from larvax.devices import use_cpu_devices
 
     args.devices = use_cpu_devices(args.devices)
