@@ -102,6 +102,55 @@ def test_retina_mirror_swaps_eye_features(retina):
     assert float(jnp.abs(y[:, :280] - y[:, 280:]).max()) > 1.0
 
 
+def test_retina_with_mirror_equals_convolving_the_reflected_input(retina):
+    """``with_mirror=True``: [B, T] inputs give [2B, T] features, the first B those of the
+    input, the last B those of its reflection (positions reversed, eyes swapped), exactly."""
+    from larvax.envs.simfish.vision import reflect_observation
+
+    x = jax.random.uniform(jax.random.key(5), (3, 2, 139, 3, 2), maxval=255.0)
+    both = retina(x, with_mirror=True)
+    assert both.shape == (6, 2, 560)
+    np.testing.assert_array_equal(np.asarray(both[:3]), np.asarray(retina(x)))
+    np.testing.assert_array_equal(np.asarray(both[3:]), np.asarray(retina(reflect_observation(x))))
+    with pytest.raises(ValueError, match="leading batch axis"):
+        retina(x[0, 0], with_mirror=True)
+
+
+def test_simfish_network_with_mirror_equals_the_explicit_mirrored_batch():
+    """The R2D2 Simfish network on [obs; reflect(obs)] equals its ``with_mirror`` call on obs
+    alone (the mirrored rows given mirrored previous actions), for features, Q and carry."""
+    from larvax.envs.simfish.vision import reflect_observation
+    from larvax.networks.models import R2D2SimfishNetwork
+
+    net = R2D2SimfishNetwork(visual_scale=0.03, rngs=nnx.Rngs(7))
+    assert ex.supports_mirror(net) and ex.supports_mirror(net.feature_extractor)
+    k1, k2, k3 = jax.random.split(jax.random.key(8), 3)
+    obs = {
+        "visual": jax.random.uniform(k1, (2, 5, 139, 3, 2), maxval=255.0),
+        "internal": jax.random.uniform(k2, (2, 5, 3)),
+    }
+    mobs = {"visual": reflect_observation(obs["visual"]), "internal": obs["internal"]}
+    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), obs, mobs)
+    pa = jax.random.randint(k3, (4, 5), -1, 21)
+    pr = jnp.linspace(-1.0, 2.0, 20).reshape(4, 5)
+    st = jnp.zeros((4, 5), bool).at[:, 0].set(True).at[1, 3].set(True)
+    c_fast, q_fast = net(obs, pa, pr, st, None, with_mirror=True)
+    c_slow, q_slow = net(both, pa, pr, st, None)
+    assert q_fast.shape == (4, 5, 21)
+    np.testing.assert_allclose(q_fast, q_slow, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(c_fast), jax.tree.leaves(c_slow), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # the mirrored rows really differ from the unmirrored ones (no trivial symmetry)
+    assert float(jnp.abs(q_fast[:2] - q_fast[2:]).max()) > 1e-4
+
+
+def test_with_mirror_needs_a_module_that_declares_it():
+    fe = ex.FeatureExtractor(observation=ex.MLP(4, [3], rngs=nnx.Rngs(0)))
+    assert not ex.supports_mirror(fe)
+    with pytest.raises(ValueError, match="mirror_features"):
+        fe(jnp.ones((2, 1, 4)), with_mirror=True)
+
+
 def test_retina_input_scale():
     a = ex.Retina(input_scale=1.0, rngs=nnx.Rngs(3))
     b = ex.Retina(input_scale=1 / 255, rngs=nnx.Rngs(3))

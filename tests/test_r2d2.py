@@ -200,6 +200,7 @@ def learner_step(agent):
         (dict(discount=1.5), "discount"),
         (dict(mirror="maybe"), "mirror"),
         (dict(mirror_update="both"), "mirror_update"),
+        (dict(mirror_features=True), "mirror_features"),
         (dict(burn_in=-1), "burn_in"),
         (dict(batch_size=2.0), "batch_size"),
     ],
@@ -609,6 +610,77 @@ def test_sequential_mirror_update_and_reused_carry_run(acted):
         for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(st.params), strict=True)
     )
     assert moved > 0
+
+
+class CueSides(nnx.Module):
+    """Both sides of the Cue visual through one shared embedding: [left, right, internal]; the
+    mirror image (visual reversed) swaps the two side blocks, declared with mirror_features."""
+
+    mirror_features = True
+
+    def __init__(self, hidden: int = 4, *, rngs):
+        self.side = nnx.Linear(1, hidden, rngs=rngs)
+        self.out_features = 2 * hidden + 1
+
+    def _sides(self, obs):
+        v = obs["visual"][..., None] / 255.0
+        return jax.nn.relu(self.side(v[..., 0, :])), jax.nn.relu(self.side(v[..., 1, :]))
+
+    def __call__(self, obs, *, with_mirror=False):
+        left, right = self._sides(obs)
+        f = jnp.concatenate([left, right, obs["internal"]], -1)
+        if not with_mirror:
+            return f
+        return jnp.concatenate([f, jnp.concatenate([right, left, obs["internal"]], -1)])
+
+
+class WrongCueSides(CueSides):
+    """Declares mirror_features but its 'mirror' does not swap: must not be used."""
+
+    def __call__(self, obs, *, with_mirror=False):
+        f = super().__call__(obs)
+        return jnp.concatenate([f, f]) if with_mirror else f
+
+
+def mirror_net(cls=CueSides, seed: int = 3):
+    from larvax.networks import (
+        DiscreteQ,
+        FeatureExtractor,
+        Network,
+        OneHotAction,
+        TanhReward,
+        make_torso,
+    )
+
+    rngs = nnx.Rngs(seed)
+    fe = FeatureExtractor(observation=cls(rngs=rngs), action=OneHotAction(3), reward=TanhReward())
+    return Network(
+        fe, make_torso("lstm", fe.out_features, 8, rngs=rngs), DiscreteQ(8, 3, rngs=rngs)
+    )
+
+
+def test_mirror_features_train_like_explicitly_reflected_observations():
+    """``mirror_features='auto'`` (the network derives the mirrored rows' features from the
+    unmirrored observation, in acting and in the joint learner step) trains exactly like
+    reflecting the observations and running them through the network (``False``): same
+    metrics and parameters after acting and learning. A network whose declared mirror does not
+    match the environment's reflection is detected at start-up and not trusted."""
+    env = CueEnv(delay=3)
+    fast = make_agent(env, None, mirror_net(), CFG)
+    slow = make_agent(env, None, mirror_net(), {**CFG, "mirror_features": False})
+    wrong = make_agent(env, None, mirror_net(WrongCueSides), CFG)
+    assert fast.mirror_features and not slow.mirror_features and not wrong.mirror_features
+    sf, mf = fast.train(fast.init(jax.random.key(4)), 2 * UPDATES)
+    ss, ms = slow.train(slow.init(jax.random.key(4)), 2 * UPDATES)
+    assert int(sf.learner_steps) > 0
+    for key in ("loss", "q_mean", "td_abs"):
+        np.testing.assert_allclose(np.asarray(mf[key]), np.asarray(ms[key]), rtol=1e-4, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(sf.params), jax.tree.leaves(ss.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    for a, b in zip(
+        jax.tree.leaves(sf.actor.carry_mirror), jax.tree.leaves(ss.actor.carry_mirror), strict=True
+    ):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow

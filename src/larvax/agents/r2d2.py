@@ -56,6 +56,7 @@ from larvax.agents.replay import (
     sequence_priority,
 )
 from larvax.envs.core import Box, Dict, Discrete
+from larvax.networks.extractors import supports_mirror
 
 Array = jax.Array
 PyTree = Any
@@ -97,6 +98,13 @@ class R2D2Config:
     mirror_update: "joint" (one gradient step on the batch and its mirror, one forward of
         2 x batch_size) or "sequential" (two Adam steps, the two halves in random order, as
         simfish_rl does).
+    mirror_features: "auto" (when the network's observation module declares
+        ``mirror_features``, e.g. the Simfish Retina, and its mirrored features match those of
+        the environment's reflected observation on a random check at start-up: the mirrored
+        half of each batch and of the actors' mirrored stream reuses the unmirrored
+        convolution, ``Network(..., with_mirror=True)``), or False (always convolve the
+        reflected observations). The same function either way; "auto" is ~2x cheaper in the
+        Retina.
     compact_observations: "auto" (store Box(0, 255) observation leaves as uint8), or False.
     num_devices: data-parallel devices (``jax.devices()``): "auto" (the most devices, up to
         all, that divide both ``num_envs`` and ``batch_size``) or an int. Each device runs
@@ -129,6 +137,7 @@ class R2D2Config:
     mirror: Any = "auto"
     mirror_carry: str = "exact"
     mirror_update: str = "joint"
+    mirror_features: Any = "auto"
     compact_observations: Any = "auto"
     num_devices: Any = "auto"
 
@@ -183,6 +192,8 @@ class R2D2Config:
             fail("mirror_carry", "'exact', 'reuse'")
         if self.mirror_update not in ("joint", "sequential"):
             fail("mirror_update", "'joint', 'sequential'")
+        if self.mirror_features not in ("auto", False):
+            fail("mirror_features", "'auto', False")
         if self.compact_observations not in ("auto", False):
             fail("compact_observations", "'auto', False")
         if self.num_devices != "auto" and (
@@ -323,8 +334,10 @@ class LossOutput(NamedTuple):
     q_mean: Array  # scalar
 
 
-def _apply(graphdef, params, rest, obs, prev_action, prev_reward, starts, carry):
+def _apply(graphdef, params, rest, obs, prev_action, prev_reward, starts, carry, with_mirror=False):
     net = nnx.merge(graphdef, params, rest)
+    if with_mirror:
+        return net(obs, prev_action, prev_reward, starts, carry, with_mirror=True)
     return net(obs, prev_action, prev_reward, starts, carry)
 
 
@@ -345,6 +358,7 @@ def r2d2_loss(
     n_step: int,
     discount: float,
     value_rescale_eps: float,
+    with_mirror: bool = False,
 ):
     """R2D2 sequence loss (Kapturowski et al. 2019, eq. 1 and sec. 2.3).
 
@@ -359,6 +373,9 @@ def r2d2_loss(
 
     batch: dict of [B, L] arrays: observation (float pytree), prev_action, prev_reward, start,
     action, reward, discount, has_action. weights: importance weights [B].
+    with_mirror: the batch is [B'] rows followed by their mirror images (B = 2B'), but the
+    observation holds only the first B' rows (the network derives the mirrored features,
+    ``Network(..., with_mirror=True)``).
     Returns (loss, LossOutput).
     """
     obs, pa, pr, st = (
@@ -372,7 +389,15 @@ def r2d2_loss(
 
     def run(p, c, lo, hi):
         return _apply(
-            graphdef, p, rest, _slice_time(obs, lo, hi), pa[:, lo:hi], pr[:, lo:hi], st[:, lo:hi], c
+            graphdef,
+            p,
+            rest,
+            _slice_time(obs, lo, hi),
+            pa[:, lo:hi],
+            pr[:, lo:hi],
+            st[:, lo:hi],
+            c,
+            with_mirror,
         )
 
     sg = jax.lax.stop_gradient
@@ -496,6 +521,41 @@ def decompress_observation(obs: PyTree) -> PyTree:
     return jax.tree.map(lambda x: x.astype(jnp.float32) if x.dtype == jnp.uint8 else x, obs)
 
 
+def _mirror_features_match(env, env_params, network, atol: float = 1e-4) -> bool:
+    """Whether ``network.features(obs, ..., with_mirror=True)`` equals the features of
+    ``obs`` and ``env.reflect_observation(obs)`` computed separately, on random observations
+    (``observation_space.sample``). Checked once at
+    start-up, eagerly on a tiny batch, so that a network whose declared mirror does not match
+    this environment's reflection is never used with ``with_mirror``."""
+    space = env.observation_space(env_params)
+    samples = [space.sample(k) for k in jax.random.split(jax.random.key(1234), 2)]
+    obs = jax.tree.map(lambda *x: jnp.stack(x).astype(jnp.float32)[:, None], *samples)
+    mobs = jax.vmap(jax.vmap(env.reflect_observation))(obs)
+    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), obs, mobs)
+    pa = jnp.zeros((4, 1), jnp.int32)
+    pr = jnp.zeros((4, 1), jnp.float32)
+    st = jnp.ones((4, 1), bool)
+    # Also with random parameters: the initial ones may hide a wrong mirror (dead units).
+    graphdef, params, rest = nnx.split(network, nnx.Param, ...)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(4321), len(leaves))
+    noisy = [
+        jax.random.normal(k, x.shape, x.dtype) * 0.5 for k, x in zip(keys, leaves, strict=True)
+    ]
+    for net in (network, nnx.merge(graphdef, jax.tree.unflatten(treedef, noisy), rest)):
+        try:
+            fast = net.features(obs, pa, pr, st, with_mirror=True)
+        except (ValueError, TypeError):
+            return False
+        slow = net.features(both, pa, pr, st)
+        scale = 1.0 + float(jnp.max(jnp.abs(slow)))
+        if fast.shape != slow.shape or not bool(
+            jnp.allclose(fast, slow, rtol=1e-5, atol=atol * scale)
+        ):
+            return False
+    return True
+
+
 def mirror_batch(batch: dict, reflect, mirror_actions: Array) -> dict:
     """The mirror image of a [B, L] batch: observations reflected, actions and previous actions
     mapped through ``mirror_actions`` (-1 = none stays -1); everything else unchanged."""
@@ -538,6 +598,12 @@ class R2D2Agent:
         self.mirror = bool(has_mirror and c.mirror in ("auto", True))
         self.mirror_actions = (
             jnp.asarray(np.asarray(env.mirror_actions), jnp.int32) if self.mirror else None
+        )
+        self.mirror_features = bool(
+            self.mirror
+            and c.mirror_features == "auto"
+            and supports_mirror(network)
+            and _mirror_features_match(env, self.env_params, network)
         )
         self.graphdef, params, rest = nnx.split(network, nnx.Param, ...)
         self._params0, self._rest0 = params, rest
@@ -585,9 +651,12 @@ class R2D2Agent:
 
     # -------------------------------------------------------------------- network helpers
 
-    def apply(self, params, rest, obs, prev_action, prev_reward, starts, carry):
-        """carry, q [B, T, A] = net(obs [B, T, ...], prev_action, prev_reward, starts, carry)."""
-        return _apply(self.graphdef, params, rest, obs, prev_action, prev_reward, starts, carry)
+    def apply(self, params, rest, obs, prev_action, prev_reward, starts, carry, with_mirror=False):
+        """carry, q [B, T, A] = net(obs [B, T, ...], prev_action, prev_reward, starts, carry)
+        (``with_mirror``: see ``Network``)."""
+        return _apply(
+            self.graphdef, params, rest, obs, prev_action, prev_reward, starts, carry, with_mirror
+        )
 
     def initialize_carry(self, batch_size: int):
         return self._net0.initialize_carry((batch_size,))
@@ -706,10 +775,10 @@ class R2D2Agent:
 
     # -------------------------------------------------------------------- acting
 
-    def _q_step(self, params, rest, obs, prev_action, prev_reward, start, carry):
+    def _q_step(self, params, rest, obs, prev_action, prev_reward, start, carry, with_mirror=False):
         """One tick for a batch [B]: returns (carry, q [B, A])."""
         ex = jax.tree.map(lambda x: x[:, None], (obs, prev_action, prev_reward, start))
-        carry, q = self.apply(params, rest, *ex, carry)
+        carry, q = self.apply(params, rest, *ex, carry, with_mirror)
         return carry, q[:, 0]
 
     def _act_tick(self, params, rest, actor: ActorState, key: Array):
@@ -728,7 +797,9 @@ class R2D2Agent:
                 (actor.observation, actor.prev_action, actor.prev_reward, actor.start, actor.carry),
                 (mobs, mpa, actor.prev_reward, actor.start, actor.carry_mirror),
             )
-            carry2, q2 = self._q_step(params, rest, *both)
+            if self.mirror_features:  # the network derives the mirrored observation's features
+                both = (actor.observation, *both[1:])
+            carry2, q2 = self._q_step(params, rest, *both, with_mirror=self.mirror_features)
             q = q2[:n]
             carry = jax.tree.map(lambda x: x[:n], carry2)
             carry_m = jax.tree.map(lambda x: x[n:], carry2)
@@ -815,7 +886,7 @@ class R2D2Agent:
 
     # -------------------------------------------------------------------- learning
 
-    def _loss(self, params, target_params, rest, batch, carry, weights):
+    def _loss(self, params, target_params, rest, batch, carry, weights, with_mirror=False):
         c = self.config
         return r2d2_loss(
             params,
@@ -829,12 +900,15 @@ class R2D2Agent:
             n_step=c.n_step,
             discount=c.discount,
             value_rescale_eps=c.value_rescale_eps,
+            with_mirror=with_mirror,
         )
 
-    def _grad_step(self, params, target_params, rest, opt_state, batch, carry, weights):
+    def _grad_step(
+        self, params, target_params, rest, opt_state, batch, carry, weights, with_mirror=False
+    ):
         """One Adam step on this device's rows; gradients averaged over the devices."""
         (loss, out), grads = jax.value_and_grad(self._loss, has_aux=True)(
-            params, target_params, rest, batch, carry, weights
+            params, target_params, rest, batch, carry, weights, with_mirror
         )
         grads = jax.lax.pmean(grads, AXIS)
         loss = jax.lax.pmean(loss, AXIS)
@@ -889,10 +963,24 @@ class R2D2Agent:
             mcarry = sample.extras["carry_mirror"] if c.mirror_carry == "exact" else carry
             if c.mirror_update == "joint":
                 cat = functools.partial(jnp.concatenate, axis=0)
-                big = jax.tree.map(lambda a, b: cat([a, b]), batch, mbatch)
+                if self.mirror_features:  # mirrored features derived, not convolved again
+                    mbatch = dict(mbatch, observation=None)
+                    big = jax.tree.map(
+                        lambda a, b: cat([a, b]), dict(batch, observation=None), mbatch
+                    )
+                    big["observation"] = batch["observation"]
+                else:
+                    big = jax.tree.map(lambda a, b: cat([a, b]), batch, mbatch)
                 bigc = jax.tree.map(lambda a, b: cat([a, b]), carry, mcarry)
                 params, opt_state, loss, out = self._grad_step(
-                    params, ts.target_params, ts.rest, opt_state, big, bigc, cat([w, w])
+                    params,
+                    ts.target_params,
+                    ts.rest,
+                    opt_state,
+                    big,
+                    bigc,
+                    cat([w, w]),
+                    self.mirror_features,
                 )
                 b = self.local_batch
                 abs_td = jnp.concatenate([out.abs_td[:b], out.abs_td[b:]], axis=1)
@@ -917,7 +1005,9 @@ class R2D2Agent:
                 mask = jnp.concatenate([outs.mask[0], outs.mask[1]], axis=1)
                 q_mean = jnp.mean(outs.q_mean)
         prio = sequence_priority(abs_td, mask, c.max_priority_weight)
-        replay = self._local_replay.update_priorities(ts.replay, sample.env_index, sample.slot, prio)
+        replay = self._local_replay.update_priorities(
+            ts.replay, sample.env_index, sample.slot, prio
+        )
         replay = replay._replace(max_priority=jax.lax.pmax(replay.max_priority, AXIS))
         learner_steps = ts.learner_steps + 1
         copy = learner_steps % c.target_update_period == 0

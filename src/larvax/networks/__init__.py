@@ -34,6 +34,7 @@ from larvax.networks.extractors import (
     StartFlag,
     TanhReward,
     resolve_activation,
+    supports_mirror,
 )
 from larvax.networks.heads import (
     Categorical,
@@ -122,6 +123,7 @@ __all__ = [
     "register",
     "registered_models",
     "resolve_activation",
+    "supports_mirror",
     "save_model",
     *_sequence_names,
     *_block_names,

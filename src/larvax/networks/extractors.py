@@ -345,14 +345,22 @@ class Retina(nnx.Module):
             out = -(-length // s)
             pad = max((out - 1) * s + k - length, 0)
             xp = jnp.pad(x, ((0, 0), (pad // 2, pad - pad // 2), (0, 0)))
-            cols = [
-                jax.lax.slice_in_dim(xp, j, j + (out - 1) * s + 1, s, axis=1) for j in range(k)
-            ]
+            cols = [jax.lax.slice_in_dim(xp, j, j + (out - 1) * s + 1, s, axis=1) for j in range(k)]
             y = jnp.concatenate(cols, axis=-1) @ w.reshape(k * c_in, c_out)
             x = jax.nn.relu(y + conv.bias[...])
         return x.reshape((x.shape[0], -1))
 
-    def __call__(self, visual: Array) -> Array:
+    #: ``with_mirror=True`` is supported: see ``__call__`` and ``supports_mirror``.
+    mirror_features = True
+
+    def __call__(self, visual: Array, *, with_mirror: bool = False) -> Array:
+        """``[..., P, C, 2] -> [..., 560]``; with ``with_mirror``, ``[B, ...] -> [2B, ...]``:
+        the features of ``visual`` followed by those of its mirror image
+        ``visual[..., ::-1, :, ::-1]`` (positions reversed, eyes swapped; Simfish's
+        ``reflect_observation``). Because the right eye is read reversed with the left eye's
+        weights, the mirror image's features are the two eyes' feature blocks swapped: they
+        cost no second convolution and are bit-identical to convolving the reflected input.
+        """
         expected = (self.num_positions, self.num_channels, 2)
         if visual.shape[-3:] != expected:
             raise ValueError(
@@ -366,7 +374,15 @@ class Retina(nnx.Module):
         n = x.shape[0]
         both = self.eye(jnp.concatenate([left, right], axis=0))  # one conv pass, shared weights
         out = jnp.concatenate([both[:n], both[n:]], axis=-1)
-        return out.reshape((*lead, self.out_features))
+        if not with_mirror:
+            return out.reshape((*lead, self.out_features))
+        if not lead:
+            raise ValueError(
+                "Retina(with_mirror=True) needs a leading batch axis, got an unbatched input"
+            )
+        mirrored = jnp.concatenate([both[n:], both[:n]], axis=-1)
+        shape = (*lead, self.out_features)
+        return jnp.concatenate([out.reshape(shape), mirrored.reshape(shape)], axis=0)
 
 
 # ----------------------------------------------------------------------------- simple embeddings
@@ -476,6 +492,21 @@ class StartFlag(nnx.Module):
 # ----------------------------------------------------------------------------- FeatureExtractor
 
 
+def supports_mirror(module: Any) -> bool:
+    """Whether ``module(observation, with_mirror=True)`` gives the features of the observation
+    followed by those of its mirror image (Simfish's ``reflect_observation``) for one
+    computation of the shared part: a module declares it with ``mirror_features = True``; a
+    ``FeatureExtractor`` or ``Network`` supports it when its observation module does.
+    R2D2 uses it for mirror augmentation and checks it numerically against the environment's
+    own reflection before relying on it."""
+    if isinstance(module, FeatureExtractor):
+        return module.observation is not None and supports_mirror(module.observation)
+    inner = getattr(module, "feature_extractor", None)
+    if inner is not None:
+        return supports_mirror(inner)
+    return bool(getattr(module, "mirror_features", False))
+
+
 class FeatureExtractor(nnx.Module):
     """Embed any of (observation, previous action, previous reward, start) and concatenate.
 
@@ -523,7 +554,18 @@ class FeatureExtractor(nnx.Module):
             total += int(size)
         self.out_features = total
 
-    def __call__(self, observation=None, action=None, reward=None, start=None) -> Array:
+    def __call__(
+        self, observation=None, action=None, reward=None, start=None, *, with_mirror: bool = False
+    ) -> Array:
+        """With ``with_mirror`` the observation ``[B, ...]`` stands for ``[B, ...]`` followed by
+        its mirror image: the observation module (which must support it, see
+        ``supports_mirror``) returns ``[2B, ...]`` features, and action, reward and start are
+        given for all ``2B`` rows (the mirrored rows with mirrored actions)."""
+        if with_mirror and not supports_mirror(self):
+            raise ValueError(
+                f"with_mirror=True needs an observation module with mirror_features, got "
+                f"{type(self.observation).__name__}"
+            )
         parts = []
         for name, module, value in (
             ("observation", self.observation, observation),
@@ -535,7 +577,10 @@ class FeatureExtractor(nnx.Module):
                 continue
             if value is None:
                 raise ValueError(f"FeatureExtractor has a {name} embedding but {name}=None")
-            parts.append(module(value))
+            if name == "observation" and with_mirror:
+                parts.append(module(value, with_mirror=True))
+            else:
+                parts.append(module(value))
         return jnp.concatenate(parts, axis=-1)
 
 
@@ -573,4 +618,5 @@ __all__ = [
     "observation_size",
     "orthogonal",
     "resolve_activation",
+    "supports_mirror",
 ]

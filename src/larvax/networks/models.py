@@ -77,7 +77,14 @@ class SimfishEmbedding(nnx.Module):
         self.num_internal = _positive_int("num_internal", num_internal)
         self.out_features = self.mlp.out_features + self.num_internal
 
-    def __call__(self, observation: dict) -> Array:
+    #: ``with_mirror=True`` is supported (the Retina's swapped eye features).
+    mirror_features = True
+
+    def __call__(self, observation: dict, *, with_mirror: bool = False) -> Array:
+        """``[B, ...] -> [B, ..., 35]``; with ``with_mirror``, ``[2B, ..., 35]``: the features of
+        the observation followed by those of its mirror image (``reflect_observation``: the
+        visual field reversed and the eyes swapped, ``internal`` unchanged), for one Retina
+        pass (see ``Retina``)."""
         if not isinstance(observation, dict) or not {"visual", "internal"} <= set(observation):
             got = (
                 sorted(observation) if isinstance(observation, dict) else type(observation).__name__
@@ -91,7 +98,9 @@ class SimfishEmbedding(nnx.Module):
                 f"observation['internal'] must have {self.num_internal} values on its last axis, "
                 f"got shape {internal.shape}"
             )
-        v = jax.nn.relu(self.retina(observation["visual"]))
+        v = jax.nn.relu(self.retina(observation["visual"], with_mirror=with_mirror))
+        if with_mirror:
+            internal = jnp.concatenate([internal, internal], axis=0)
         return jnp.concatenate([self.mlp(v), internal], axis=-1)
 
 

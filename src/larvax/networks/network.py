@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from larvax.networks.extractors import MLP, FeatureExtractor, _positive_int
+from larvax.networks.extractors import MLP, FeatureExtractor, _positive_int, supports_mirror
 
 Array = jax.Array
 PyTree = Any
@@ -194,15 +194,42 @@ class Network(StepMixin, nnx.Module):
     def initialize_carry(self, batch_shape: Sequence[int]) -> PyTree:
         return self.torso.initialize_carry(tuple(batch_shape))
 
-    def features(self, observation, prev_action=None, prev_reward=None, starts=None) -> Array:
-        """The feature extractor's output ``[B, T, D]``."""
+    def features(
+        self, observation, prev_action=None, prev_reward=None, starts=None, *, with_mirror=False
+    ) -> Array:
+        """The feature extractor's output ``[B, T, D]`` (``[2B, T, D]`` with ``with_mirror``)."""
         if isinstance(self.feature_extractor, FeatureExtractor):
-            return self.feature_extractor(observation, prev_action, prev_reward, starts)
+            return self.feature_extractor(
+                observation, prev_action, prev_reward, starts, with_mirror=with_mirror
+            )
+        if with_mirror:
+            if not supports_mirror(self.feature_extractor):
+                raise ValueError(
+                    "with_mirror=True needs a feature extractor with mirror_features, got "
+                    f"{type(self.feature_extractor).__name__}"
+                )
+            return self.feature_extractor(observation, with_mirror=True)
         return self.feature_extractor(observation)
 
-    def __call__(self, observation, prev_action=None, prev_reward=None, starts=None, carry=None):
+    def __call__(
+        self,
+        observation,
+        prev_action=None,
+        prev_reward=None,
+        starts=None,
+        carry=None,
+        *,
+        with_mirror: bool = False,
+    ):
+        """See the module docstring. ``with_mirror=True`` (networks whose observation module
+        declares ``mirror_features``, see ``larvax.networks.extractors.supports_mirror``): the
+        observation ``[B, T, ...]`` stands for itself followed by its mirror image, and
+        prev_action, prev_reward, starts and carry are given for all ``2B`` rows; the output
+        has ``2B`` rows. The shared part of the observation module runs once."""
         starts = _starts_like(observation, starts)
-        x = self.features(observation, prev_action, prev_reward, starts)
+        if with_mirror and starts.shape[0] == jax.tree.leaves(observation)[0].shape[0]:
+            starts = jnp.concatenate([starts, starts], axis=0)
+        x = self.features(observation, prev_action, prev_reward, starts, with_mirror=with_mirror)
         if carry is None:
             carry = self.initialize_carry(x.shape[:1])
         carry, y = self.torso(x, starts, carry)
