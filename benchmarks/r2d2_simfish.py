@@ -77,6 +77,7 @@ def build(args, num_envs: int, extra: dict | None = None):
         min_replay_size=args.min_replay_size,
         mirror_update=args.mirror_update,
         mirror_carry=args.mirror_carry,
+        mirror_features=False if args.mirror_features == "false" else "auto",
     )
     config.update(extra or {})
     return make_agent(env, params, {"name": args.network}, config)
@@ -122,6 +123,7 @@ def run_throughput(args) -> dict:
         "mirror": agent.mirror,
         "mirror_update": c.mirror_update,
         "mirror_carry": c.mirror_carry,
+        "mirror_features": agent.mirror_features,
         "first_chunk_s_incl_compile": compile_s,
         "chunk_seconds": times,
         "env_steps_per_s": float(np.median(sps)),
@@ -540,6 +542,12 @@ def main(argv=None) -> dict:
     p.add_argument("--min-replay-size", type=int, default=1024)
     p.add_argument("--mirror-update", choices=("joint", "sequential"), default="joint")
     p.add_argument("--mirror-carry", choices=("exact", "reuse"), default="exact")
+    p.add_argument(
+        "--mirror-features",
+        choices=("auto", "false"),
+        default="auto",
+        help="R2D2Config.mirror_features: 'false' convolves the reflected observations again",
+    )
     p.add_argument(
         "--devices",
         type=int,

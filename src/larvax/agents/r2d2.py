@@ -12,7 +12,10 @@ One transition's path, top to bottom in this file:
    without a second observation array.
    With mirror augmentation the actors also run the mirrored stream (reflected observations,
    mirrored previous actions) through the online network, so the mirrored recurrent state
-   stored with every sequence is exact, not the unmirrored one reused.
+   stored with every sequence is exact, not the unmirrored one reused. Networks that derive a
+   mirror image's features from the unmirrored observation (``mirror_features``, e.g. the
+   Simfish Retina: its eyes' feature blocks swapped) are called with ``with_mirror=True``
+   instead of convolving the reflected observation again (here and in the joint learner step).
 2. **Insertion**: one update acts ``period`` ticks, then adds those steps and the recurrent
    state(s) held before them to ``SequenceReplay`` (``larvax.agents.replay``): one item of
    ``burn_in + trace_length + 1`` steps starts every ``period`` steps. Observations whose
@@ -111,7 +114,8 @@ class R2D2Config:
         ``num_envs / D`` actors with their own replay rows and learns on ``batch_size / D``
         sequences drawn from them (prioritised within its rows, stratified over devices);
         gradients are averaged over devices (``lax.pmean``), so every device holds the same
-        network. On a CPU, ``larvax train`` exposes one JAX device per core.
+        network. On a CPU, JAX has one device unless asked for more (``larvax train
+        --cpu-devices N``; one is faster for R2D2 on a 2-core CPU, measured).
     """
 
     burn_in: int = 8
