@@ -300,3 +300,27 @@ def test_wall_time_limit_stops_a_run_cleanly(tmp_path):
     assert again.updates == result.updates
     with pytest.raises(C.ConfigError, match="max_wall_time_s"):
         C.validate(dummy_config(max_wall_time_s=-1))
+
+
+def test_budget_rounds_up_to_whole_chunks_of_one_size(tmp_path, monkeypatch):
+    """A budget of 5 updates with chunk_updates=2 runs 3 chunks of 2 (6 updates), never a
+    shorter last chunk (which would compile ``train`` again); a budget below one chunk is one
+    chunk of exactly that many updates."""
+    from loop_helpers import DummyAgent
+
+    sizes = []
+    original = DummyAgent.train
+
+    def spy(self, state, num_updates):
+        sizes.append(num_updates)
+        return original(self, state, num_updates)
+
+    monkeypatch.setattr(DummyAgent, "train", spy)
+    result = run(dummy_config(total_env_steps=32 * 5), run_dir=tmp_path / "a", progress=False)
+    assert sizes == [2, 2, 2] and result.updates == 6
+    rows = list(csv_rows(tmp_path / "a"))
+    assert [int(float(r["env_steps"])) for r in rows] == [64, 128, 192]
+    sizes.clear()
+    small = dummy_config(total_env_steps=32 * 3, chunk_updates=10)
+    result = run(small, run_dir=tmp_path / "b", progress=False)
+    assert sizes == [3] and result.updates == 3

@@ -5,8 +5,10 @@ A run config is a nested mapping with these top-level keys:
 ``description`` (str), ``agent`` ("r2d2" | "ppo"), ``env`` (``{"name": ..., **env kwargs}``,
 passed to :func:`larvax.envs.make`), ``network`` (``{"name": registry name, **kwargs}``),
 ``agent_config`` (fields of the agent's config dataclass, validated there),
-``total_env_steps`` (budget in environment steps), ``seed``, ``chunk_updates`` (agent
-updates per compiled ``train`` call; Python logs only between chunks),
+``total_env_steps`` (budget in environment steps, rounded up to whole chunks), ``seed``,
+``chunk_updates`` (agent updates per compiled ``train`` call; Python logs only between
+chunks; every chunk has the same size, so one compilation serves the whole run: a budget of
+U updates runs ``ceil(U / c) * c`` updates with ``c = min(chunk_updates, U)``),
 ``checkpoint_every_seconds``, ``keep_checkpoints``, ``max_wall_time_s`` (stop after the
 chunk that reaches this much training time, 0 = no limit; the budget in env steps still
 caps the run).
