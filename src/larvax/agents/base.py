@@ -23,6 +23,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import jax
+import numpy as np
+
+from larvax.envs.core import Box, Dict, Discrete
 
 PyTree = Any
 
@@ -63,3 +66,79 @@ def make_agent(name: str, env, env_params, network: dict, config: dict):
     else:
         raise ValueError(f"agent: unknown agent {name!r}; allowed: {', '.join(agent_names())}")
     return factory(env, env_params, network, config)
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+def space_shape(space) -> Any:
+    """The shape of a space as lists (a dict of them for a ``Dict`` space): what networks take
+    as ``obs_shape``."""
+    if isinstance(space, Dict):
+        return {k: space_shape(v) for k, v in space.spaces.items()}
+    if isinstance(space, Box | Discrete):
+        return list(space.shape)
+    raise ValueError(f"observation space {type(space).__name__} has no shape")
+
+
+def network_kwargs(env, env_params, network: dict) -> dict:
+    """The registry constructor arguments of a network dict ``{"name": ..., **kwargs}``
+    (without ``name`` and ``seed``), filled from the environment's spaces where the model's
+    constructor takes them and the dict does not set them: ``obs_shape`` (unless ``obs_dim``
+    is set) from the observation space, ``num_actions`` from a Discrete action space or
+    ``action_dim`` (flattened size) from a Box one."""
+    import inspect
+
+    from larvax.networks import registry
+
+    if not isinstance(network, dict) or "name" not in network:
+        raise ValueError(
+            f"network must be a dict {{'name': registry name, **kwargs}} or an nnx.Module, "
+            f"got {network!r}"
+        )
+    kwargs = {k: v for k, v in network.items() if k not in ("name", "seed")}
+    accepted = inspect.signature(registry.get_class(network["name"]).__init__).parameters
+    params = env.default_params if env_params is None else env_params
+    act_space = env.action_space(params)
+    filled: dict[str, Any] = {}
+    if "obs_dim" not in kwargs:
+        filled["obs_shape"] = space_shape(env.observation_space(params))
+    if "num_actions" not in kwargs and "action_dim" not in kwargs:
+        if isinstance(act_space, Discrete):
+            filled["num_actions"] = int(act_space.n)
+        else:
+            filled["action_dim"] = int(np.prod(act_space.shape))
+    for k, v in filled.items():
+        if k in accepted:
+            kwargs.setdefault(k, v)
+    return kwargs
+
+
+def build_network(env, env_params, network, rngs=None):
+    """The network of an agent: an ``nnx.Module`` as is, or a registry dict built with
+    :func:`network_kwargs` (seeded by ``network["seed"]``, default 0, or by ``rngs``).
+
+    Returns ``(module, spec)``; ``spec`` is ``{"name": ..., **kwargs}`` (None for a module),
+    what rebuilds the same architecture with other parameters (``rebuild_network``)."""
+    from flax import nnx
+
+    from larvax.networks import registry
+
+    if isinstance(network, nnx.Module):
+        return network, None
+    kwargs = network_kwargs(env, env_params, network)
+    spec = {"name": network["name"], **kwargs}
+    if rngs is None:
+        return registry.create(network["name"], seed=int(network.get("seed", 0)), **kwargs), spec
+    return registry.create(network["name"], rngs=rngs, **kwargs), spec
+
+
+def rebuild_network(spec: dict, key):
+    """The network of ``spec`` (from :func:`build_network`) with parameters drawn from the
+    JAX ``key`` (works under ``jax.eval_shape`` and ``jit``)."""
+    from flax import nnx
+
+    from larvax.networks import registry
+
+    kwargs = {k: v for k, v in spec.items() if k != "name"}
+    return registry.create(spec["name"], rngs=nnx.Rngs(key), **kwargs)

@@ -122,6 +122,52 @@ class Dict(Space):
         return set(x) == set(self.spaces) and all(s.contains(x[k]) for k, s in self.spaces.items())
 
 
+# ----------------------------------------------------------------------------- episode metrics
+
+
+class EpisodeMetric(NamedTuple):
+    """One number per finished episode, read from the per-step ``info`` of ``env.step``.
+
+    An environment lists them in ``episode_metrics``; agents accumulate them over each
+    episode (:func:`init_episode_metrics`, :func:`accumulate_episode_metrics`), the training
+    loop averages them over the episodes that ended, and logs and plots show them.
+
+    name: the column in ``metrics.csv``, logs and plots.
+    info_key: the ``info`` entry it reads (per step, a scalar).
+    reduce: ``"sum"`` over the episode's steps, or ``"last"``: the value on its last step.
+    equals: with ``"last"``, 1.0 when the last value equals this and 0.0 otherwise, so the
+        average over episodes is the fraction that ended that way (e.g. an end cause).
+    label: a short name for progress displays ("" for none: not shown there).
+    """
+
+    name: str
+    info_key: str
+    reduce: str = "sum"
+    equals: int | None = None
+    label: str = ""
+
+
+def init_episode_metrics(metrics, batch_shape=()) -> dict:
+    """Running values of ``metrics`` (float32 zeros of ``batch_shape``), keyed by name."""
+    return {m.name: jnp.zeros(batch_shape, jnp.float32) for m in metrics}
+
+
+def accumulate_episode_metrics(metrics, running: dict, info: dict, valid: Array) -> dict:
+    """The running values after one step with ``info``; steps where ``valid`` is False (no
+    action taken) leave them unchanged."""
+    out = {}
+    for m in metrics:
+        x = jnp.asarray(info[m.info_key])
+        if m.reduce == "sum":
+            new = running[m.name] + x.astype(jnp.float32)
+        elif m.equals is not None:
+            new = (x == m.equals).astype(jnp.float32)
+        else:
+            new = x.astype(jnp.float32)
+        out[m.name] = jnp.where(valid, new, running[m.name])
+    return out
+
+
 # ----------------------------------------------------------------------------- environment
 
 
@@ -131,7 +177,12 @@ class Environment:
     Subclasses with a left/right symmetry also define ``mirror_actions`` (an int array
     mapping each action to its mirror image) and ``reflect_observation(obs)``; the
     mirror wrapper and R2D2's mirror augmentation use them.
+
+    ``episode_metrics`` declares what the agents, the training loop, logs and plots report
+    per finished episode beyond its return and length (see :class:`EpisodeMetric`).
     """
+
+    episode_metrics: tuple[EpisodeMetric, ...] = ()
 
     @property
     def default_params(self) -> PyTree:
@@ -160,3 +211,4 @@ class Environment:
     @property
     def name(self) -> str:
         return type(self).__name__
+

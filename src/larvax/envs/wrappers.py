@@ -108,6 +108,10 @@ class Wrapper(Environment):
         return self._env.reflect_observation(observation)
 
     @property
+    def episode_metrics(self):  # type: ignore[override]
+        return self._env.episode_metrics
+
+    @property
     def name(self) -> str:
         return self._env.name
 

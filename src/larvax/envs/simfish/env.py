@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from larvax.envs.core import Box, Dict, Discrete, Environment, TimeStep
+from larvax.envs.core import Box, Dict, Discrete, Environment, EpisodeMetric, TimeStep
 from larvax.envs.simfish import arena, body, predator, prey
 from larvax.envs.simfish import bouts as bouts_lib
 from larvax.envs.simfish.config import SimfishParams
@@ -559,6 +559,15 @@ class Simfish(Environment):
     """
 
     mirror_actions = bouts_lib.MIRROR_ACTIONS  # int32 [21] (NumPy: no device work at import)
+    episode_metrics = (
+        EpisodeMetric("prey_caught", "prey_caught", label="prey"),
+        EpisodeMetric("predators_avoided", "attack_survived", label="pred. avoided"),
+        EpisodeMetric("predators_hit", "predator_hit", label="pred. hit"),
+        EpisodeMetric("wall_touches", "wall_touch", label="walls"),
+        EpisodeMetric("end_starvation", "end_cause", "last", END_STARVATION),
+        EpisodeMetric("end_prey_all_eaten", "end_cause", "last", END_PREY_ALL_EATEN),
+        EpisodeMetric("end_time_limit", "end_cause", "last", END_TIME),
+    )
 
     def __init__(
         self,
