@@ -199,9 +199,7 @@ def from_dict(cls, config, what: str | None = None):
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(config) - set(names))
     if unknown:
-        raise ConfigValueError(
-            f"{owner}: unknown field(s) {unknown}; allowed: {', '.join(names)}"
-        )
+        raise ConfigValueError(f"{owner}: unknown field(s) {unknown}; allowed: {', '.join(names)}")
     return cls(**config)
 
 

@@ -38,8 +38,9 @@ class Agent(Protocol):
 
     def train(self, state: PyTree, num_updates: int) -> tuple[PyTree, dict]: ...
 
-    def act(self, state: PyTree, observation: PyTree, carry: PyTree, key: jax.Array,
-            greedy: bool = True) -> tuple[PyTree, jax.Array]: ...
+    def act(
+        self, state: PyTree, observation: PyTree, carry: PyTree, key: jax.Array, greedy: bool = True
+    ) -> tuple[PyTree, jax.Array]: ...
 
 
 _BUILTIN = {"r2d2": "larvax.agents.r2d2", "ppo": "larvax.agents.ppo"}

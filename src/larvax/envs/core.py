@@ -211,4 +211,3 @@ class Environment:
     @property
     def name(self) -> str:
         return type(self).__name__
-
