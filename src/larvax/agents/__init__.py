@@ -1,6 +1,8 @@
 """Agents: R2D2 (``larvax.agents.r2d2``) and recurrent PPO (``larvax.agents.ppo``).
 
-Contract (DESIGN.md): an agent holds a frozen, validated config dataclass and offers
-``init(key) -> TrainState``, ``train(state, num_updates) -> (state, metrics)`` (one
-compiled scan) and ``act(...)`` for evaluation. See ``larvax.agents.base``.
+Every agent follows one contract (``larvax.agents.base``): a frozen, validated config
+dataclass, ``init(key) -> TrainState``, ``train(state, num_updates) -> (state, metrics)``
+compiled as one scan, and ``act(...)`` for evaluation. Their pure maths (n-step double-Q
+targets, priorities, importance weights, GAE, clipped surrogate) lives in
+``larvax.agents.losses``; R2D2's prioritised sequence replay in ``larvax.agents.replay``.
 """

@@ -1,9 +1,10 @@
-"""The agent contract shared by R2D2, PPO and the training loop.
+"""The agent contract shared by R2D2, PPO and the training loop, and where agents meet
+environments.
 
-An agent is built by ``make_agent(env, env_params, network: dict, config: dict)``
-in its module (``larvax.agents.r2d2``, ``larvax.agents.ppo``) and offers:
+An agent is built by ``make_agent(name, env, env_params, network: dict, config: dict)``
+(below; each agent module has its own ``make_agent``) and offers:
 
-- ``config``: a frozen, validated dataclass.
+- ``config``: a frozen, validated dataclass (``larvax.validation``).
 - ``env_steps_per_update``: environment steps (summed over parallel envs) one update
   consumes; the loop turns a budget of env steps into a number of updates.
 - ``init(key) -> TrainState``: a pytree of arrays only (network/optimiser state,
@@ -12,10 +13,14 @@ in its module (``larvax.agents.r2d2``, ``larvax.agents.ppo``) and offers:
   over updates; ``metrics`` is a dict of float32 arrays of shape ``[num_updates]``.
   Keys every agent reports: ``env_steps`` (cumulative, after the update),
   ``episode_return`` and ``episode_length`` (mean over episodes that ended during the
-  update, NaN if none ended), ``episodes`` (how many ended), ``loss``. Agents add their
-  own (``q_loss``, ``prey_caught``, ``entropy``, ...).
+  update, NaN if none ended), ``episodes`` (how many ended), ``loss``, and every metric
+  the environment declares in ``env.episode_metrics`` (same averaging). Agents add their
+  own (R2D2: ``q_mean``, ``td_abs``, ...; PPO: ``entropy``, ``approx_kl``, ...).
 - ``act(state, observation, carry, key, greedy=True) -> (carry, action)``: one step
   for evaluation, batch-major.
+
+Agents and environments meet here: ``network_kwargs`` / ``build_network`` fill a network's
+constructor arguments (observation shape, action count or size) from the env's spaces.
 """
 
 from __future__ import annotations
