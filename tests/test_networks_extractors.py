@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from larvax.networks import activations, layers, simfish
 from larvax.networks import extractors as ex
 
 
 @pytest.fixture(scope="module")
 def retina():
-    return ex.Retina(rngs=nnx.Rngs(0))
+    return simfish.Retina(rngs=nnx.Rngs(0))
 
 
 def _conv1d_same_np(x, kernel, bias, stride):
@@ -31,7 +32,7 @@ def _conv1d_same_np(x, kernel, bias, stride):
 
 
 def test_mlp_hand_computed():
-    mlp = ex.MLP(2, [2, 1], activation="relu", activate_final=False, rngs=nnx.Rngs(0))
+    mlp = layers.MLP(2, [2, 1], activation="relu", activate_final=False, rngs=nnx.Rngs(0))
     mlp.layers[0].kernel[...] = jnp.array([[1.0, -1.0], [2.0, 0.5]])
     mlp.layers[0].bias[...] = jnp.array([0.0, -1.0])
     mlp.layers[1].kernel[...] = jnp.array([[1.0], [3.0]])
@@ -44,22 +45,24 @@ def test_mlp_hand_computed():
 
 
 def test_mlp_activate_final_and_identity():
-    mlp = ex.MLP(3, [4], activation="tanh", activate_final=True, rngs=nnx.Rngs(1))
+    mlp = layers.MLP(3, [4], activation="tanh", activate_final=True, rngs=nnx.Rngs(1))
     y = mlp(jnp.full((5, 3), 10.0))
     assert np.all(np.abs(np.asarray(y)) <= 1.0)
-    ident = ex.MLP(3, [], rngs=nnx.Rngs(1))
+    ident = layers.MLP(3, [], rngs=nnx.Rngs(1))
     np.testing.assert_array_equal(ident(jnp.arange(3.0)), jnp.arange(3.0))
 
 
 def test_mlp_orthogonal_scale():
-    mlp = ex.MLP(8, [4], scale=0.5, rngs=nnx.Rngs(2))
+    mlp = layers.MLP(8, [4], scale=0.5, rngs=nnx.Rngs(2))
     k = np.asarray(mlp.layers[0].kernel[...])  # [8, 4], orthonormal columns times 0.5
     np.testing.assert_allclose(k.T @ k, 0.25 * np.eye(4), atol=1e-5)
     np.testing.assert_array_equal(mlp.layers[0].bias[...], 0.0)
 
 
 def test_cnn_shape_and_leading_dims():
-    cnn = ex.CNN((8, 6, 2), features=(4, 3), kernel_sizes=(3, 3), strides=(2, 1), rngs=nnx.Rngs(0))
+    cnn = layers.CNN(
+        (8, 6, 2), features=(4, 3), kernel_sizes=(3, 3), strides=(2, 1), rngs=nnx.Rngs(0)
+    )
     y = cnn(jnp.ones((2, 3, 8, 6, 2)))
     assert cnn.out_features == 4 * 3 * 3  # SAME, stride 2 then 1: 8x6 -> 4x3 -> 4x3, 3 channels
     assert y.shape == (2, 3, 36)
@@ -145,15 +148,15 @@ def test_simfish_network_with_mirror_equals_the_explicit_mirrored_batch():
 
 
 def test_with_mirror_needs_a_module_that_declares_it():
-    fe = ex.FeatureExtractor(observation=ex.MLP(4, [3], rngs=nnx.Rngs(0)))
+    fe = ex.FeatureExtractor(observation=layers.MLP(4, [3], rngs=nnx.Rngs(0)))
     assert not ex.supports_mirror(fe)
     with pytest.raises(ValueError, match="mirror_features"):
         fe(jnp.ones((2, 1, 4)), with_mirror=True)
 
 
 def test_retina_input_scale():
-    a = ex.Retina(input_scale=1.0, rngs=nnx.Rngs(3))
-    b = ex.Retina(input_scale=1 / 255, rngs=nnx.Rngs(3))
+    a = simfish.Retina(input_scale=1.0, rngs=nnx.Rngs(3))
+    b = simfish.Retina(input_scale=1 / 255, rngs=nnx.Rngs(3))
     x = jax.random.uniform(jax.random.key(2), (2, 139, 3, 2), maxval=255.0)
     np.testing.assert_allclose(b(x), a(x / 255.0), rtol=1e-5, atol=1e-6)
 
@@ -198,25 +201,25 @@ def test_feature_extractor_ignores_inputs_without_module():
 
 
 def test_activation_resolution_and_paths():
-    assert ex.resolve_activation("relu") is jax.nn.relu
-    assert ex.resolve_activation("jax.nn.gelu") is jax.nn.gelu
-    assert ex.callable_path(jax.nn.relu) == "jax.nn.relu"
-    assert ex.callable_path(jnp.tanh) in ("jax.nn.tanh", "jax.numpy.tanh")
+    assert activations.resolve_activation("relu") is jax.nn.relu
+    assert activations.resolve_activation("jax.nn.gelu") is jax.nn.gelu
+    assert activations.callable_path(jax.nn.relu) == "jax.nn.relu"
+    assert activations.callable_path(jnp.tanh) in ("jax.nn.tanh", "jax.numpy.tanh")
     with pytest.raises(ValueError, match="activation='relux'"):
-        ex.resolve_activation("relux")
+        activations.resolve_activation("relux")
     with pytest.raises(ValueError, match="no importable path"):
-        ex.callable_path(lambda x: x + 1)
+        activations.callable_path(lambda x: x + 1)
 
 
 @pytest.mark.parametrize(
     ("build", "match"),
     [
-        (lambda: ex.MLP(0, [4], rngs=nnx.Rngs(0)), "MLP.in_features"),
-        (lambda: ex.MLP(3, [4, -1], rngs=nnx.Rngs(0)), r"MLP.hidden\[1\]"),
-        (lambda: ex.Retina(features=(8, 8), rngs=nnx.Rngs(0)), "same length"),
-        (lambda: ex.Retina(input_scale=float("nan"), rngs=nnx.Rngs(0)), "input_scale"),
-        (lambda: ex.CNN((8, 8), rngs=nnx.Rngs(0)), "input_shape"),
-        (lambda: ex.CNN((8, 8, 1), padding="FULL", rngs=nnx.Rngs(0)), "padding"),
+        (lambda: layers.MLP(0, [4], rngs=nnx.Rngs(0)), "MLP.in_features"),
+        (lambda: layers.MLP(3, [4, -1], rngs=nnx.Rngs(0)), r"MLP.hidden\[1\]"),
+        (lambda: simfish.Retina(features=(8, 8), rngs=nnx.Rngs(0)), "same length"),
+        (lambda: simfish.Retina(input_scale=float("nan"), rngs=nnx.Rngs(0)), "input_scale"),
+        (lambda: layers.CNN((8, 8), rngs=nnx.Rngs(0)), "input_shape"),
+        (lambda: layers.CNN((8, 8, 1), padding="FULL", rngs=nnx.Rngs(0)), "padding"),
         (lambda: ex.OneHotAction(0), "num_actions"),
         (lambda: ex.FeatureExtractor(), "at least one"),
     ],
@@ -241,6 +244,6 @@ def test_retina_on_golden_observations_and_env_reflection(retina, simfish_data_d
 
 
 def test_mlp_rejects_wrong_feature_size():
-    mlp = ex.MLP(3, [4], rngs=nnx.Rngs(0))
+    mlp = layers.MLP(3, [4], rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="expected in_features=3"):
         mlp(jnp.ones((2, 5, 4)))

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from larvax.networks import extractors as ex
-from larvax.networks import heads
+from larvax.networks import heads, layers
 from larvax.networks.network import TORSOS, Network, make_torso
 
 B, T, F = 2, 4, 3
@@ -26,7 +26,7 @@ def _inputs(seed=0):
 def _small_net(torso_name="gru"):
     rngs = nnx.Rngs(0)
     fe = ex.FeatureExtractor(
-        observation=ex.MLP(F, [5], activate_final=True, rngs=rngs),
+        observation=layers.MLP(F, [5], activate_final=True, rngs=rngs),
         action=ex.OneHotAction(3),
         reward=ex.TanhReward(),
     )
@@ -122,4 +122,4 @@ def test_make_torso_errors():
 def test_network_rejects_non_sequence_torso():
     rngs = nnx.Rngs(0)
     with pytest.raises(ValueError, match="initialize_carry"):
-        Network(ex.MLP(3, [4], rngs=rngs), ex.MLP(4, [4], rngs=rngs), heads.V(4, rngs=rngs))
+        Network(layers.MLP(3, [4], rngs=rngs), layers.MLP(4, [4], rngs=rngs), heads.V(4, rngs=rngs))

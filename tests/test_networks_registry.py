@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from larvax.networks import registry
+from larvax.networks import registry, serialization
 
 B, T = 2, 3
 KWARGS = dict(obs_dim=4, num_actions=3, torso="gru", hidden_size=8, mlp_hidden=[8], head_hidden=[8])
@@ -21,7 +21,7 @@ KWARGS = dict(obs_dim=4, num_actions=3, torso="gru", hidden_size=8, mlp_hidden=[
 def saved(tmp_path_factory):
     model = registry.create("recurrent_q", seed=3, activation=jax.nn.gelu, **KWARGS)
     path = tmp_path_factory.mktemp("models") / "rq"
-    registry.save_model(model, path)
+    serialization.save_model(model, path)
     return model, path
 
 
@@ -68,7 +68,7 @@ def test_metadata_is_json_with_callables_by_path(saved):
 
 def test_save_load_round_trip_gives_identical_outputs(saved):
     model, path = saved
-    loaded = registry.load_model(path)
+    loaded = serialization.load_model(path)
     assert type(loaded) is type(model)
     np.testing.assert_array_equal(_q(loaded), _q(model))
     # and not by accident: a different seed gives different outputs
@@ -81,8 +81,8 @@ def test_round_trip_of_a_continuous_actor_critic(tmp_path):
         "actor_critic", seed=1, obs_dim=3, action_dim=2, hidden=[4], torso="mlp",
         action_space={"name": "max_norm", "max_norm": 2.0}, state_dependent_std=True,
     )  # fmt: skip
-    registry.save_model(model, tmp_path / "ac")
-    loaded = registry.load_model(tmp_path / "ac")
+    serialization.save_model(model, tmp_path / "ac")
+    loaded = serialization.load_model(tmp_path / "ac")
     obs = jnp.ones((B, T, 3))
     _, (d1, v1) = model(obs, None, None, None, model.initialize_carry((B,)))
     _, (d2, v2) = loaded(obs, None, None, None, loaded.initialize_carry((B,)))
@@ -96,7 +96,7 @@ def test_round_trip_of_a_continuous_actor_critic(tmp_path):
 
 def test_missing_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        registry.load_model(tmp_path / "nothing")
+        serialization.load_model(tmp_path / "nothing")
 
 
 def test_partial_checkpoint_without_state(saved, tmp_path):
@@ -105,7 +105,7 @@ def test_partial_checkpoint_without_state(saved, tmp_path):
     shutil.copytree(path, copy)
     shutil.rmtree(copy / "state")
     with pytest.raises(ValueError, match="partial checkpoint"):
-        registry.load_model(copy)
+        serialization.load_model(copy)
 
 
 def test_partial_checkpoint_without_metadata(saved, tmp_path):
@@ -114,7 +114,7 @@ def test_partial_checkpoint_without_metadata(saved, tmp_path):
     shutil.copytree(path, copy)
     (copy / "metadata.json").unlink()
     with pytest.raises(ValueError, match="metadata.json is missing"):
-        registry.load_model(copy)
+        serialization.load_model(copy)
 
 
 def test_corrupted_metadata(saved, tmp_path):
@@ -123,10 +123,10 @@ def test_corrupted_metadata(saved, tmp_path):
     shutil.copytree(path, copy)
     (copy / "metadata.json").write_text('{"name": "recurrent_q", "kwargs": {')
     with pytest.raises(ValueError, match="not valid JSON"):
-        registry.load_model(copy)
+        serialization.load_model(copy)
     (copy / "metadata.json").write_text('{"format": 1, "kwargs": {}}')
     with pytest.raises(ValueError, match="'name' is missing"):
-        registry.load_model(copy)
+        serialization.load_model(copy)
 
 
 def test_mismatched_checkpoint(saved, tmp_path):
@@ -137,19 +137,19 @@ def test_mismatched_checkpoint(saved, tmp_path):
     record["kwargs"]["hidden_size"] = 16  # the stored parameters are for 8
     (copy / "metadata.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match="does not match model 'recurrent_q'.*saved shape"):
-        registry.load_model(copy)
+        serialization.load_model(copy)
 
 
 def test_state_that_disagrees_with_its_metadata(saved, tmp_path):
     _, path = saved
     bigger = registry.create("recurrent_q", seed=0, **{**KWARGS, "hidden_size": 16})
-    registry.save_model(bigger, tmp_path / "big")
+    serialization.save_model(bigger, tmp_path / "big")
     copy = tmp_path / "copy"
     shutil.copytree(path, copy)
     shutil.rmtree(copy / "state")
     shutil.copytree(tmp_path / "big" / "state", copy / "state")  # state of another model
     with pytest.raises(ValueError, match=r"parameter .* has shape \(.*16.*model expects"):
-        registry.load_model(copy)
+        serialization.load_model(copy)
 
 
 def test_unknown_model_in_metadata(saved, tmp_path):
@@ -160,13 +160,13 @@ def test_unknown_model_in_metadata(saved, tmp_path):
     record["name"] = "transformer_xl"
     (copy / "metadata.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match="unknown model 'transformer_xl'"):
-        registry.load_model(copy)
+        serialization.load_model(copy)
 
 
 def test_save_refuses_to_overwrite(saved):
     model, path = saved
     with pytest.raises(ValueError, match="not empty"):
-        registry.save_model(model, path)
+        serialization.save_model(model, path)
 
 
 def test_create_errors():

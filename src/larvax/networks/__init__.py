@@ -5,15 +5,14 @@
     carry = model.initialize_carry((B,))
     carry, out = model(observation, prev_action, prev_reward, starts, carry)
 
-(see ``larvax.networks.network``). Ready-made models are registered by name
-(``larvax.networks.registry``): ``create("r2d2_simfish", seed=0)``,
+(see ``larvax.networks.network``). Ready-made models (``larvax.networks.models``) are
+registered by name when this package is imported (``larvax.networks.registry``):
+``create("r2d2_simfish", seed=0)``,
 ``create("recurrent_q", obs_dim=4, num_actions=2, torso="gru")``,
-``create("shared_actor_critic", obs_dim=3, action_dim=1, action_space="box")``.
+``create("shared_actor_critic", obs_dim=3, action_dim=1, action_space="box")``;
+``save_model``/``load_model`` (``larvax.networks.serialization``) store them on disk.
 """
 
-import importlib as _importlib
-
-from larvax.networks import sequence as _sequence
 from larvax.networks.action_spaces import (
     ActionSpace,
     Box,
@@ -22,18 +21,15 @@ from larvax.networks.action_spaces import (
     SquashedPolicy,
     make_action_space,
 )
+from larvax.networks.activations import resolve_activation
+from larvax.networks.blocks import FFN, PreNorm, Residual, Stack, transformer
 from larvax.networks.extractors import (
-    CNN,
-    MLP,
     ContinuousAction,
     FeatureExtractor,
     FlattenObservation,
     OneHotAction,
-    Retina,
-    Sequential,
     StartFlag,
     TanhReward,
-    resolve_activation,
     supports_mirror,
 )
 from larvax.networks.heads import (
@@ -45,6 +41,9 @@ from larvax.networks.heads import (
     SquashedGaussian,
     V,
 )
+from larvax.networks.layers import CNN, MLP, Sequential
+
+# importing the models registers them (larvax.networks.registry)
 from larvax.networks.models import (
     ActorCritic,
     LSTMActorCritic,
@@ -59,26 +58,28 @@ from larvax.networks.network import TORSOS, ActorCriticHead, Network, make_torso
 from larvax.networks.registry import (
     create,
     list_models,
-    load_model,
     metadata,
     register,
     registered_models,
-    save_model,
 )
-
-# Re-export the sequence models (LSTM, GRU, MinGRU, LRU, S5, Mamba, SelfAttention, RNN,
-# SequenceModelWrapper, ...) and the blocks, whichever this installation provides.
-_sequence_names = list(getattr(_sequence, "__all__", []))
-globals().update({name: getattr(_sequence, name) for name in _sequence_names})
-try:
-    _blocks = _importlib.import_module("larvax.networks.blocks")
-except ModuleNotFoundError as _err:  # blocks.py not written yet
-    if _err.name != "larvax.networks.blocks":
-        raise
-    _block_names: list[str] = []
-else:
-    _block_names = list(getattr(_blocks, "__all__", []))
-    globals().update({name: getattr(_blocks, name) for name in _block_names})
+from larvax.networks.sequence import (
+    GRU,
+    LRU,
+    LSTM,
+    RNN,
+    S5,
+    AttentionCache,
+    Mamba,
+    MinGRU,
+    SelfAttention,
+    SequenceModelWrapper,
+    linear_scan,
+    linear_scan_fused,
+    linear_scan_fused_packed,
+    linear_scan_sequential,
+)
+from larvax.networks.serialization import load_model, save_model
+from larvax.networks.simfish import Retina
 
 __all__ = [
     "CNN",
@@ -125,6 +126,23 @@ __all__ = [
     "resolve_activation",
     "supports_mirror",
     "save_model",
-    *_sequence_names,
-    *_block_names,
+    "FFN",
+    "PreNorm",
+    "Residual",
+    "Stack",
+    "transformer",
+    "GRU",
+    "LRU",
+    "LSTM",
+    "RNN",
+    "S5",
+    "AttentionCache",
+    "Mamba",
+    "MinGRU",
+    "SelfAttention",
+    "SequenceModelWrapper",
+    "linear_scan",
+    "linear_scan_fused",
+    "linear_scan_fused_packed",
+    "linear_scan_sequential",
 ]

@@ -284,10 +284,6 @@ class SquashedPolicy(distrax.Transformed):
         """Index the batch shape (the event axis is kept)."""
         return SquashedPolicy(self.distribution[index], self.bijector)
 
-    def mean_action(self):
-        """Alias of ``mode()``: the action for a deterministic evaluation."""
-        return self.mode()
-
 
 __all__ = [
     "ActionSpace",

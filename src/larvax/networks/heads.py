@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from larvax.networks.action_spaces import ActionSpace, Box, Free, SquashedPolicy, make_action_space
-from larvax.networks.extractors import MLP, _int_tuple, _positive_int, linear
+from larvax.networks.layers import MLP, int_tuple, linear, positive_int
 
 Array = jax.Array
 
@@ -62,8 +62,8 @@ class Categorical(nnx.Module):
         hidden_scale: float | None = None,
         rngs: nnx.Rngs,
     ):
-        in_features = _positive_int("Categorical.in_features", in_features)
-        self.num_actions = _positive_int("Categorical.num_actions", num_actions)
+        in_features = positive_int("Categorical.in_features", in_features)
+        self.num_actions = positive_int("Categorical.num_actions", num_actions)
         self.body, self.logits = _mlp_out(
             in_features, hidden, self.num_actions, activation, hidden_scale, scale, rngs
         )
@@ -84,8 +84,8 @@ class DiscreteQ(nnx.Module):
         *,
         rngs: nnx.Rngs,
     ):
-        in_features = _positive_int("DiscreteQ.in_features", in_features)
-        self.num_actions = _positive_int("DiscreteQ.num_actions", num_actions)
+        in_features = positive_int("DiscreteQ.in_features", in_features)
+        self.num_actions = positive_int("DiscreteQ.num_actions", num_actions)
         self.body, self.out = _mlp_out(
             in_features, hidden, self.num_actions, activation, None, None, rngs
         )
@@ -111,9 +111,9 @@ class DuellingQ(nnx.Module):
         *,
         rngs: nnx.Rngs,
     ):
-        in_features = _positive_int("DuellingQ.in_features", in_features)
-        self.num_actions = _positive_int("DuellingQ.num_actions", num_actions)
-        hidden = _int_tuple("DuellingQ.hidden", hidden)
+        in_features = positive_int("DuellingQ.in_features", in_features)
+        self.num_actions = positive_int("DuellingQ.num_actions", num_actions)
+        hidden = int_tuple("DuellingQ.hidden", hidden)
         self.value_body, self.value_out = _mlp_out(
             in_features, hidden, 1, activation, None, None, rngs
         )
@@ -161,8 +161,8 @@ class Gaussian(nnx.Module):
         hidden_scale: float | None = None,
         rngs: nnx.Rngs,
     ):
-        in_features = _positive_int("Gaussian.in_features", in_features)
-        self.action_dim = _positive_int("Gaussian.action_dim", action_dim)
+        in_features = positive_int("Gaussian.in_features", in_features)
+        self.action_dim = positive_int("Gaussian.action_dim", action_dim)
         if not (min_log_std < max_log_std):
             raise ValueError(
                 f"Gaussian needs min_log_std < max_log_std, got {min_log_std} and {max_log_std}"
@@ -251,8 +251,8 @@ class ContinuousQ(nnx.Module):
         *,
         rngs: nnx.Rngs,
     ):
-        in_features = _positive_int("ContinuousQ.in_features", in_features)
-        self.action_dim = _positive_int("ContinuousQ.action_dim", action_dim)
+        in_features = positive_int("ContinuousQ.in_features", in_features)
+        self.action_dim = positive_int("ContinuousQ.action_dim", action_dim)
         self.body, self.out = _mlp_out(
             in_features + self.action_dim, hidden, 1, activation, None, None, rngs
         )
@@ -279,7 +279,7 @@ class V(nnx.Module):
         hidden_scale: float | None = None,
         rngs: nnx.Rngs,
     ):
-        in_features = _positive_int("V.in_features", in_features)
+        in_features = positive_int("V.in_features", in_features)
         self.body, self.out = _mlp_out(
             in_features, hidden, 1, activation, hidden_scale, scale, rngs
         )

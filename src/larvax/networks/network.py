@@ -31,7 +31,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from larvax.networks.extractors import MLP, FeatureExtractor, _positive_int, supports_mirror
+from larvax.networks import sequence
+from larvax.networks.extractors import FeatureExtractor, supports_mirror
+from larvax.networks.layers import MLP, positive_int
 
 Array = jax.Array
 PyTree = Any
@@ -69,10 +71,8 @@ def make_torso(
     """
     if name not in TORSOS:
         raise ValueError(f"torso={name!r} is unknown; allowed: {', '.join(TORSOS)}")
-    in_features = _positive_int("in_features", in_features)
-    hidden_size = _positive_int("hidden_size", hidden_size)
-    from larvax.networks import sequence
-
+    in_features = positive_int("in_features", in_features)
+    hidden_size = positive_int("hidden_size", hidden_size)
     if name == "mlp":
         if kwargs:
             raise ValueError(f"torso='mlp' takes no torso_kwargs, got {sorted(kwargs)}")
@@ -81,22 +81,14 @@ def make_torso(
         )
         return sequence.SequenceModelWrapper(mlp, out_features=hidden_size)
     if name == "attention":
-        cls = getattr(sequence, "SelfAttention", None)
-        if cls is None:
-            raise ValueError("torso='attention' needs larvax.networks.sequence.SelfAttention")
         options = {"num_heads": 4, "cache_size": 32, **kwargs}
         proj = nnx.Linear(in_features, hidden_size, rngs=rngs)
         try:
-            attention = cls(hidden_size, rngs=rngs, **options)
+            attention = sequence.SelfAttention(hidden_size, rngs=rngs, **options)
         except TypeError as err:
             raise ValueError(f"torso='attention': bad torso_kwargs {kwargs!r} ({err})") from err
         return Projected(proj, attention)
-    cls = getattr(sequence, TORSOS[name], None)
-    if cls is None:
-        raise ValueError(
-            f"torso={name!r} needs larvax.networks.sequence.{TORSOS[name]}, which this "
-            "installation does not provide"
-        )
+    cls = getattr(sequence, TORSOS[name])
     try:
         return cls(in_features, hidden_size, rngs=rngs, **kwargs)
     except TypeError as err:

@@ -1,4 +1,4 @@
-"""Model registry: build models by name, describe them as JSON, save and load them.
+"""Model registry: build models by name and describe them as JSON.
 
 - ``@register(name)`` on a model class records, on every instance, the registered name and
   the constructor's keyword arguments (defaults included) so that ``metadata(model)``
@@ -7,17 +7,12 @@
 - ``metadata(model) -> {"name": ..., "kwargs": {...}}``: JSON-serialisable; callables
   (activations) are stored by import path (``"jax.nn.relu"``), action spaces by their
   config dict, tuples as lists.
-- ``save_model(model, directory)`` writes ``metadata.json`` and an orbax checkpoint of the
-  model's ``nnx.State`` (RNG state excluded) under ``directory/state``;
-  ``load_model(directory)`` rebuilds the model from the directory alone. A missing,
-  partial (no state / no metadata) or mismatched (other shapes or parameter names)
-  checkpoint raises a ``ValueError`` (or ``FileNotFoundError`` for a missing
-  directory) saying what is wrong.
 - ``list_models() -> {name: {"class", "signature", "parameters", "doc"}}`` for
   ``larvax models``.
 
-State is stored as a flat dict ``{"path/to/param": array}`` (paths joined with "/"), which
-makes mismatches easy to report parameter by parameter.
+The registry imports no model: models register themselves when their module is imported,
+and ``import larvax.networks`` imports all ready-made ones (``larvax.networks.models``).
+Saving and loading are in ``larvax.networks.serialization``.
 """
 
 from __future__ import annotations
@@ -26,20 +21,17 @@ import functools
 import inspect
 import json
 import math
-import shutil
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from larvax.networks.action_spaces import ActionSpace
+from larvax.networks.activations import callable_path
+
 _REGISTRY: dict[str, type] = {}
-METADATA_FILE = "metadata.json"
-STATE_DIR = "state"
-FORMAT_VERSION = 1
 
 
 # ----------------------------------------------------------------------------- JSON conversion
@@ -47,9 +39,6 @@ FORMAT_VERSION = 1
 
 def to_json(value: Any, field: str = "kwargs") -> Any:
     """Convert a constructor argument to JSON-serialisable data (or raise ValueError)."""
-    from larvax.networks.action_spaces import ActionSpace
-    from larvax.networks.extractors import callable_path
-
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int | np.integer):
@@ -128,17 +117,11 @@ def register(name: str) -> Callable[[type], type]:
     return decorator
 
 
-def _load_builtin() -> None:
-    import larvax.networks.models  # noqa: F401  (registers the ready-made models)
-
-
 def registered_models() -> list[str]:
-    _load_builtin()
     return sorted(_REGISTRY)
 
 
 def get_class(name: str) -> type:
-    _load_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
@@ -183,7 +166,6 @@ def list_models() -> dict[str, dict]:
     ``parameters`` maps each constructor argument (except ``rngs``) to its default
     (JSON form, or ``"<required>"``).
     """
-    _load_builtin()
     out = {}
     for name in sorted(_REGISTRY):
         cls = _REGISTRY[name]
@@ -209,156 +191,12 @@ def list_models() -> dict[str, dict]:
     return out
 
 
-# ----------------------------------------------------------------------------- save / load
-
-
-def _flat_state(model: nnx.Module) -> dict[str, Any]:
-    state = nnx.state(model, nnx.Not(nnx.RngState))
-    flat = {}
-    for path, value in nnx.to_flat_state(state):
-        key = "/".join(str(p) for p in path)
-        flat[key] = value.get_value() if hasattr(value, "get_value") else value.value
-    return flat
-
-
-def _checkpointer():
-    import orbax.checkpoint as ocp
-
-    return ocp.PyTreeCheckpointer()
-
-
-def save_model(model: nnx.Module, directory: str | Path, *, overwrite: bool = False) -> Path:
-    """Save ``model`` to ``directory`` (``metadata.json`` + orbax ``state/``); returns the path.
-
-    Refuses to replace an existing non-empty directory unless ``overwrite``.
-    """
-    meta = metadata(model)
-    directory = Path(directory).absolute()
-    if directory.exists() and any(directory.iterdir()):
-        if not overwrite:
-            raise ValueError(f"save_model: {directory} exists and is not empty (overwrite=True)")
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    flat = _flat_state(model)
-    arrays = {k: np.asarray(v) for k, v in flat.items()}
-    from larvax import __version__
-
-    record = {
-        "format": FORMAT_VERSION,
-        "larvax_version": __version__,
-        "name": meta["name"],
-        "kwargs": meta["kwargs"],
-        "parameters": {
-            k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()
-        },
-    }
-    _checkpointer().save(directory / STATE_DIR, arrays)
-    # metadata last: a directory with metadata.json is a finished save.
-    (directory / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
-    return directory
-
-
-def read_metadata(directory: str | Path) -> dict:
-    """Read and validate ``directory/metadata.json``."""
-    directory = Path(directory).absolute()
-    if not directory.is_dir():
-        raise FileNotFoundError(f"model directory {directory} does not exist")
-    path = directory / METADATA_FILE
-    if not path.is_file():
-        raise ValueError(
-            f"{directory} is not a complete larvax model: {METADATA_FILE} is missing "
-            "(an interrupted save, or not a model directory)"
-        )
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is corrupted: not valid JSON ({err})") from err
-    for key in ("name", "kwargs", "parameters"):
-        if not isinstance(record, dict) or key not in record:
-            raise ValueError(f"{path} is corrupted: field {key!r} is missing")
-    if record.get("format") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: format {record.get('format')!r} is not supported (expected {FORMAT_VERSION})"
-        )
-    return record
-
-
-def load_model(directory: str | Path) -> nnx.Module:
-    """Rebuild the model saved in ``directory`` by ``save_model``, parameters restored."""
-    directory = Path(directory).absolute()
-    record = read_metadata(directory)
-    state_dir = directory / STATE_DIR
-    if not state_dir.is_dir() or not any(state_dir.iterdir()):
-        raise ValueError(
-            f"{directory} is a partial checkpoint: the parameter state {state_dir} is missing"
-        )
-    try:
-        model = create(record["name"], seed=0, **record["kwargs"])
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"{directory}: cannot rebuild model {record['name']!r} from its metadata kwargs ({err})"
-        ) from err
-    expected = _flat_state(model)
-    saved_meta = record["parameters"]
-    missing = sorted(set(expected) - set(saved_meta))
-    extra = sorted(set(saved_meta) - set(expected))
-    wrong = sorted(
-        k
-        for k in set(expected) & set(saved_meta)
-        if list(np.shape(expected[k])) != list(saved_meta[k]["shape"])
-    )
-    if missing or extra or wrong:
-        details = []
-        if missing:
-            details.append(f"missing parameters {missing[:5]}")
-        if extra:
-            details.append(f"unexpected parameters {extra[:5]}")
-        for k in wrong[:5]:
-            details.append(
-                f"{k}: saved shape {tuple(saved_meta[k]['shape'])}, model expects "
-                f"{tuple(np.shape(expected[k]))}"
-            )
-        raise ValueError(
-            f"{directory}: the checkpoint does not match model {record['name']!r}: "
-            + "; ".join(details)
-        )
-    try:
-        restored = _checkpointer().restore(state_dir)
-    except Exception as err:  # orbax raises many types for unreadable data
-        raise ValueError(
-            f"{directory}: the parameter state cannot be read ({type(err).__name__}: {err})"
-        ) from err
-    if not isinstance(restored, dict) or set(restored) != set(expected):
-        got = sorted(restored) if isinstance(restored, dict) else type(restored).__name__
-        raise ValueError(
-            f"{directory}: the parameter state does not match its metadata "
-            f"(state holds {got!s:.200})"
-        )
-    for k, v in restored.items():
-        if tuple(np.shape(v)) != tuple(np.shape(expected[k])):
-            raise ValueError(
-                f"{directory}: parameter {k} has shape {np.shape(v)} in the state, "
-                f"model expects {np.shape(expected[k])}"
-            )
-    state = nnx.state(model, nnx.Not(nnx.RngState))
-    new_flat = []
-    for path, var in nnx.to_flat_state(state):
-        key = "/".join(str(p) for p in path)
-        old = var.get_value() if hasattr(var, "get_value") else var.value
-        new_flat.append((path, var.replace(jnp.asarray(restored[key], dtype=old.dtype))))
-    nnx.update(model, nnx.from_flat_state(new_flat))
-    return model
-
-
 __all__ = [
     "create",
     "get_class",
     "list_models",
-    "load_model",
     "metadata",
-    "read_metadata",
     "register",
     "registered_models",
-    "save_model",
     "to_json",
 ]
