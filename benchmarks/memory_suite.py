@@ -65,7 +65,7 @@ TORSO_OVERRIDES = {
             "hidden_size": 128,
             "torso_kwargs": {"r_min": 0.5, "r_max": 0.999, "max_phase": 3.14},
         },
-        "agent_config": {"lr": 5e-4, "ent_coef": 0.02},
+        "agent_config": {"learning_rate": 5e-4, "ent_coef": 0.02},
     },
 }
 THRESHOLD = 0.9

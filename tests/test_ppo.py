@@ -225,12 +225,12 @@ def test_normalize_advantages():
     "bad, field",
     [
         ({"num_envs": 6, "num_minibatches": 4}, "num_minibatches"),
-        ({"gamma": 1.5}, "gamma"),
+        ({"discount": 1.5}, "discount"),
         ({"clip_eps": 0.0}, "clip_eps"),
-        ({"lr": -1.0}, "lr"),
+        ({"learning_rate": -1.0}, "learning_rate"),
         ({"num_epochs": 0}, "num_epochs"),
         ({"anneal_lr": "yes"}, "anneal_lr"),
-        ({"learning_rate": 1e-3}, "learning_rate"),
+        ({"lr": 1e-3}, "lr"),
     ],
 )
 def test_config_validation_names_field(bad, field):
@@ -243,7 +243,7 @@ def test_config_frozen_and_steps():
     assert c.env_steps_per_update == 128
     assert c.total_updates == 8  # ceil(1000 / 128)
     with pytest.raises(AttributeError):
-        c.lr = 1.0  # type: ignore[misc]
+        c.learning_rate = 1.0  # type: ignore[misc]
 
 
 # ----------------------------------------------------------------------------- rollout/replay
@@ -387,7 +387,7 @@ def test_make_agent_rejects_bad_network():
 
 
 def test_categorical_log_prob_and_entropy_hand_computed():
-    from larvax.agents.ppo import _log_prob_and_entropy
+    from larvax.agents.ppo.learning import log_prob_and_entropy as _log_prob_and_entropy
 
     # row 0: p = (0.2, 0.8); row 1: p = (0.5, 0.5, 0) (a masked action, logit -inf)
     logits = jnp.array([[np.log(0.2), np.log(0.8), 0.0], [0.0, 0.0, -jnp.inf]])

@@ -7,9 +7,10 @@ values: episode ends are handled with ``jnp.where`` over pytrees.
 
 Recommended stack for training (outermost first)::
 
-    env = EpisodeStatistics(PreviousActionReward(AutoReset(base)), sum_info=("prey_caught",))
+    env = EpisodeStatistics(PreviousActionReward(AutoReset(base)))
 
-or simply ``env = wrap(base, oar=True, sum_info=("prey_caught",))``.
+or simply ``env = wrap(base, oar=True)``. The statistics layer reports the environment's
+declared episode metrics (e.g. Simfish's ``prey_caught``) beside return and length.
 
 - ``AutoReset`` sits innermost, so every wrapper above it sees the transition that ended
   an episode (reward, terminated, truncated of the old episode) together with the first
@@ -31,7 +32,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from larvax.envs.core import Box, Dict, Discrete, Environment, Space, TimeStep
+from larvax.envs.core import (
+    Box,
+    Dict,
+    Discrete,
+    Environment,
+    EpisodeMetric,
+    Space,
+    TimeStep,
+    accumulate_episode_metrics,
+    init_episode_metrics,
+)
 
 Array = jax.Array
 PyTree = Any
@@ -160,7 +171,7 @@ class AutoReset(Wrapper):
 
 
 class EpisodeStatistics(Wrapper):
-    """Adds per-episode return, length and sums of chosen info fields to ``info``.
+    """Adds per-episode return, length and the declared episode metrics to ``info``.
 
     info gains (all scalars per environment):
 
@@ -169,15 +180,22 @@ class EpisodeStatistics(Wrapper):
       ended; valid where ``episode_done`` (average them over those steps). Elsewhere they
       hold the last completed episode's values in the recommended order (0 before any
       episode ended, and always 0 when ``AutoReset`` wraps this wrapper).
-    - ``episode_<field>`` (float32) for each name in ``sum_info``: that info field summed
-      over the same episode.
+    - ``episode_<name>`` (float32) for each of ``metrics`` (default: the environment's
+      declared ``episode_metrics``, accumulated with
+      :func:`larvax.envs.core.accumulate_episode_metrics`), and for each info field named
+      in ``sum_info``: that field summed over the same episode.
 
-    Running sums live in the wrapper state ``(inner_state, EpisodeStatisticsState)``. Works
-    with ``AutoReset`` on either side (see the module docstring); the recommended order is
+    Running values live in the wrapper state ``(inner_state, stats)``. Works with
+    ``AutoReset`` on either side (see the module docstring); the recommended order is
     ``EpisodeStatistics(AutoReset(env))``.
     """
 
-    def __init__(self, env: Environment, sum_info: tuple[str, ...] | list[str] = ()):
+    def __init__(
+        self,
+        env: Environment,
+        sum_info: tuple[str, ...] | list[str] = (),
+        metrics: tuple[EpisodeMetric, ...] | None = None,
+    ):
         super().__init__(env)
         if isinstance(sum_info, str):
             sum_info = (sum_info,)
@@ -186,21 +204,24 @@ class EpisodeStatistics(Wrapper):
                 raise ValueError(
                     f"sum_info entries must be non-empty strings naming info fields, got {field!r}"
                 )
+        metrics = tuple(env.episode_metrics if metrics is None else metrics)
+        names = [m.name for m in metrics]
+        self.metrics = metrics + tuple(EpisodeMetric(f, f) for f in sum_info if f not in names)
         self.sum_info = tuple(sum_info)
 
     def _check_info(self, info: dict) -> None:
-        for field in self.sum_info:
-            if field not in info:
+        for m in self.metrics:
+            if m.info_key not in info:
                 raise ValueError(
-                    f"sum_info field {field!r} is not in the environment's info; allowed: "
-                    f"{sorted(info)}"
+                    f"episode metric {m.name!r} reads the info field {m.info_key!r}, which is "
+                    f"not in the environment's info; allowed: {sorted(info)}"
                 )
 
     def _zeros(self):
         return {
             "return": jnp.float32(0.0),
             "length": jnp.int32(0),
-            "sums": {f: jnp.float32(0.0) for f in self.sum_info},
+            "metrics": init_episode_metrics(self.metrics),
         }
 
     def _info(self, info, done, last):
@@ -208,8 +229,8 @@ class EpisodeStatistics(Wrapper):
         info["episode_done"] = jnp.asarray(done, bool)
         info["episode_return"] = last["return"]
         info["episode_length"] = last["length"]
-        for f in self.sum_info:
-            info[f"episode_{f}"] = last["sums"][f]
+        for m in self.metrics:
+            info[f"episode_{m.name}"] = last["metrics"][m.name]
         return info
 
     def reset(self, key, params=None):
@@ -226,9 +247,7 @@ class EpisodeStatistics(Wrapper):
         total = {
             "return": run["return"] + jnp.asarray(ts.reward, jnp.float32),
             "length": run["length"] + jnp.int32(1),
-            "sums": {
-                f: run["sums"][f] + jnp.asarray(ts.info[f], jnp.float32) for f in self.sum_info
-            },
+            "metrics": accumulate_episode_metrics(self.metrics, run["metrics"], ts.info, True),
         }
         done = ts.done
         last = _select(done, total, stats["last"])
@@ -367,7 +386,8 @@ def wrap(
 ) -> Environment:
     """The recommended stack: ``EpisodeStatistics(PreviousActionReward(AutoReset(Mirror(env))))``.
 
-    Each layer is optional; ``sum_info`` names info fields to sum per episode.
+    Each layer is optional; the statistics layer accumulates the environment's declared
+    episode metrics, and ``sum_info`` names further info fields to sum per episode.
     """
     if mirror:
         env = Mirror(env)
