@@ -405,14 +405,14 @@ def test_categorical_log_prob_and_entropy_hand_computed():
 def test_actor_critic_dense_gradients_match_plain_autodiff(name):
     """The actor-critics' Linear layers use a hand-written matmul backward pass; their
     gradients equal jax.grad through plain lax.dot_general ([B, T, F] inputs, OAR)."""
-    from larvax.networks import models, registry
+    from larvax.networks import fast_ops, registry
 
     net = registry.create(
         name, obs_dim=3, num_actions=2, hidden=[5], hidden_size=4, torso="gru",
         use_prev_action=True, use_prev_reward=True, seed=0,
     )  # fmt: skip
     linears = [m for _, m in nnx.iter_graph(net) if isinstance(m, nnx.Linear)]
-    assert linears and all(m.dot_general is models._dense_dot_general for m in linears)
+    assert linears and all(m.dot_general is fast_ops.dense_dot_general for m in linears)
     keys = jax.random.split(jax.random.key(1), 4)
     obs = jax.random.normal(keys[0], (2, 3, 3))
     prev_action = jax.random.randint(keys[1], (2, 3), -1, 2)
