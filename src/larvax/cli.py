@@ -67,14 +67,23 @@ def cmd_train(args) -> int:
                         cfg = yaml.safe_load(f)
                     cfg["total_env_steps"] = int(args.steps)
             console.print(f"[bold]larvax[/] resuming {args.resume}")
-            result = run(cfg, run_dir=args.resume, resume=True, console=console,
-                         progress=not args.no_progress)
+            result = run(
+                cfg,
+                run_dir=args.resume,
+                resume=True,
+                console=console,
+                progress=not args.no_progress,
+            )
         else:
             cfg = C.resolve(args.preset, args.config, args.set or [], args.steps, args.seed)
-            console.print(f"[bold]larvax {larvax.__version__}[/] preset [cyan]{cfg['name']}[/]: "
-                          f"{cfg['description']}")
-            console.print(f"agent {cfg['agent']}, env {cfg['env']}, network {cfg['network']['name']}, "
-                          f"budget {cfg['total_env_steps']:,} env steps, seed {cfg['seed']}")
+            console.print(
+                f"[bold]larvax {larvax.__version__}[/] preset [cyan]{cfg['name']}[/]: "
+                f"{cfg['description']}"
+            )
+            console.print(
+                f"agent {cfg['agent']}, env {cfg['env']}, network {cfg['network']['name']}, "
+                f"budget {cfg['total_env_steps']:,} env steps, seed {cfg['seed']}"
+            )
             result = run(cfg, run_dir=args.run_dir, console=console, progress=not args.no_progress)
     except (C.ConfigError, RunDirError, CheckpointError) as err:
         return _error(str(err))
@@ -102,12 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_train = sub.add_parser("train", help="train an agent (default: R2D2 on Simfish)")
     p_train.add_argument("--preset", help="preset name (see --list-presets)")
     p_train.add_argument("--config", help="a YAML config file (merged over the preset)")
-    p_train.add_argument("--set", action="append", metavar="KEY=VALUE",
-                         help="override a config value, e.g. --set agent_config.batch_size=64")
+    p_train.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set agent_config.batch_size=64",
+    )
     p_train.add_argument("--steps", type=int, help="budget in environment steps")
     p_train.add_argument("--run-dir", help="run directory (default runs/<preset>-<time>)")
     p_train.add_argument("--seed", type=int, help="random seed")
-    p_train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p_train.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint"
+    )
     p_train.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     p_train.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_train.add_argument(

@@ -92,7 +92,9 @@ def load_file(path: str | Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping, got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {str(path)!r} must hold a mapping, got {type(data).__name__}"
+        )
     return data
 
 
@@ -180,7 +182,9 @@ def apply_override(cfg: dict, assignment: str) -> dict:
                 "(or section.field, e.g. agent_config.batch_size)"
             )
     if parts[0] not in TOP_LEVEL:
-        raise ConfigError(f"--set {key}: unknown section {parts[0]!r}; allowed: {', '.join(TOP_LEVEL)}")
+        raise ConfigError(
+            f"--set {key}: unknown section {parts[0]!r}; allowed: {', '.join(TOP_LEVEL)}"
+        )
     out = copy.deepcopy(cfg)
     node = out
     for p in parts[:-1]:

@@ -99,7 +99,9 @@ class TensorBoardLog:
         for key, value in row.items():
             if key in ("update", "env_steps"):
                 continue
-            if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+            if isinstance(value, (int, float)) and not (
+                isinstance(value, float) and math.isnan(value)
+            ):
                 self._writer.add_scalar(key, value, step)
 
     def close(self) -> None:
@@ -108,10 +110,20 @@ class TensorBoardLog:
 
 
 class ProgressDisplay:
-    """A rich progress bar: env steps, steps/s, recent return, prey caught, loss, ETA."""
+    """A rich progress bar: env steps, steps/s, recent return, the environment's labelled
+    episode metrics (``EpisodeMetric.label``), loss, ETA."""
 
-    def __init__(self, total_env_steps: int, start_env_steps: int = 0, console: Console | None = None):
+    def __init__(
+        self,
+        total_env_steps: int,
+        start_env_steps: int = 0,
+        console: Console | None = None,
+        episode_metrics=(),
+    ):
         self.console = console or Console(stderr=True)
+        self._columns = [("episode_return", "return", "{:.2f}")]
+        self._columns += [(m.name, m.label, "{:.2f}") for m in episode_metrics if m.label]
+        self._columns.append(("loss", "loss", "{:.4f}"))
         self._progress = Progress(
             TextColumn("[bold]train"),
             BarColumn(),
@@ -138,11 +150,7 @@ class ProgressDisplay:
 
     def update(self, row: dict) -> None:
         parts = []
-        for key, label, fmt in (
-            ("episode_return", "return", "{:.2f}"),
-            ("prey_caught", "prey", "{:.2f}"),
-            ("loss", "loss", "{:.4f}"),
-        ):
+        for key, label, fmt in self._columns:
             value = row.get(key)
             if isinstance(value, float) and not math.isnan(value):
                 parts.append(f"{label} {fmt.format(value)}")

@@ -99,14 +99,18 @@ def prepare_new_run_dir(run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-EPISODE_WEIGHTED_PREFIXES = ("episode_", "prey_caught")
-
-
-def aggregate(metrics: dict, update0: int, elapsed: float, wall_before: float) -> dict:
+def aggregate(
+    metrics: dict,
+    update0: int,
+    elapsed: float,
+    wall_before: float,
+    episode_metrics: tuple[str, ...] | list[str] = (),
+) -> dict:
     """Turn one chunk's per-update metrics ``{key: [n]}`` into one CSV row.
 
-    Episode statistics (``episode_*``, ``prey_caught``) are averaged over the episodes that
-    ended in the chunk (weights ``episodes``); everything else is a mean over updates.
+    Episode statistics (``episode_*`` and the environment's declared ``episode_metrics``,
+    by name) are averaged over the episodes that ended in the chunk (weights
+    ``episodes``); everything else is a mean over updates.
     """
     metrics = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in metrics.items()}
     n = len(metrics["env_steps"])
@@ -123,10 +127,12 @@ def aggregate(metrics: dict, update0: int, elapsed: float, wall_before: float) -
             continue
         if key == "episodes":
             row[key] = float(values.sum())
-        elif key.startswith(EPISODE_WEIGHTED_PREFIXES):
+        elif key.startswith("episode_") or key in episode_metrics:
             mask = (episodes > 0) & np.isfinite(values)
             total = episodes[mask].sum()
-            row[key] = float((values[mask] * episodes[mask]).sum() / total) if total > 0 else float("nan")
+            row[key] = (
+                float((values[mask] * episodes[mask]).sum() / total) if total > 0 else float("nan")
+            )
         else:  # mean over the updates that report it (NaN before e.g. learning starts)
             finite = values[~np.isnan(values)]
             row[key] = float(finite.mean()) if len(finite) else float("nan")
@@ -193,6 +199,164 @@ def load_run(run_dir: str | Path, step: int | None = None):
 # ----------------------------------------------------------------------------- the loop
 
 
+def _load_config(cfg: dict | None, run_dir, resume: bool) -> tuple[dict, Path]:
+    """The validated config and run directory of a new run (prepared) or a resumed one."""
+    if resume:
+        if run_dir is None:
+            raise RunDirError("--resume needs a run directory")
+        run_dir = Path(run_dir)
+        cfg_path = run_dir / "config.yaml"
+        if not cfg_path.is_file():
+            raise RunDirError(f"{str(run_dir)!r} is not a larvax run directory (no config.yaml)")
+        saved = yaml.safe_load(cfg_path.read_text())
+        if cfg is not None:  # e.g. a larger --steps budget
+            saved["total_env_steps"] = cfg["total_env_steps"]
+        return validate(saved), run_dir
+    if cfg is None:
+        raise ConfigError("no config given")
+    cfg = validate(cfg)
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg.get("name", "run"))
+    prepare_new_run_dir(run_dir)
+    return cfg, run_dir
+
+
+def _abstract_state(agent, key):
+    """The shapes of ``agent.init(key)``, placed on the agent's devices when it says where."""
+    abstract = jax.eval_shape(agent.init, key)
+    if hasattr(agent, "state_shardings"):  # restore straight onto the agent's devices
+        abstract = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+            abstract,
+            agent.state_shardings(abstract),
+        )
+    return abstract
+
+
+@dataclass
+class _Session:
+    """One training session of a run: its checkpoints, logs and progress counters."""
+
+    cfg: dict
+    run_dir: Path
+    agent: object
+    episode_metrics: tuple  # the environment's declared EpisodeMetric
+    ckpt: Checkpointer
+    csv_log: CSVLog
+    updates: int = 0
+    env_steps: int = 0
+    wall_s: float = 0.0
+    csv_rows: int = 0
+    tb: TensorBoardLog | None = None
+
+    @property
+    def chunk_and_total(self) -> tuple[int, int]:
+        """Updates per chunk and in the whole run: whole chunks of one size, since a shorter
+        last chunk would compile ``train`` a second time."""
+        steps_per_update = int(self.agent.env_steps_per_update)
+        total = max(1, math.ceil(self.cfg["total_env_steps"] / steps_per_update))
+        chunk = min(self.cfg["chunk_updates"], total)
+        return chunk, math.ceil(total / chunk) * chunk
+
+    def time_up(self) -> bool:
+        limit = float(self.cfg.get("max_wall_time_s", 0) or 0)
+        return limit > 0 and self.wall_s >= limit
+
+    def start(self, resume: bool):
+        """The state to train from: the newest checkpoint (resume) or ``agent.init``; the
+        CSV is cut back to the rows that checkpoint knows about."""
+        key = jax.random.key(self.cfg["seed"])
+        if resume and self.ckpt.latest_step() is not None:
+            state, record = self.ckpt.restore(_abstract_state(self.agent, key))
+            self.updates = int(record["updates"])
+            self.wall_s = float(record["wall_time_s"])
+            self.csv_rows = int(record["csv_rows"])
+        else:
+            if resume:  # killed before the first checkpoint: start again from scratch
+                self.csv_log.truncate(0)
+            state = self.agent.init(key)
+        if resume:
+            self.csv_log.truncate(self.csv_rows)
+        else:
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg, sort_keys=False))
+        rows = self.csv_log.read()
+        steps_per_update = int(self.agent.env_steps_per_update)
+        self.env_steps = (
+            int(float(rows[-1]["env_steps"])) if rows else self.updates * steps_per_update
+        )
+        self.tb = TensorBoardLog(
+            self.run_dir / "tb", purge_step=self.env_steps + 1 if resume else None
+        )
+        return state
+
+    def train_chunk(self, state, n: int):
+        """``n`` updates in one ``agent.train`` call; returns ``(state, row)`` after logging
+        the row (CSV, TensorBoard). A NaN or infinite loss raises :class:`TrainingDiverged`."""
+        t0 = time.monotonic()
+        new_state, metrics = self.agent.train(state, n)
+        metrics = jax.device_get(metrics)
+        elapsed = time.monotonic() - t0
+        bad = _nonfinite_loss(metrics)
+        if bad is not None:
+            last = self.ckpt.latest_step()
+            kept = (
+                f"the last good checkpoint (update {last}) is kept in {self.run_dir / 'checkpoints'}"
+                if last is not None
+                else "no checkpoint had been written yet"
+            )
+            raise TrainingDiverged(
+                f"training stopped: {bad} became NaN or infinite between updates "
+                f"{self.updates} and {self.updates + n}; {kept}"
+            )
+        names = [m.name for m in self.episode_metrics]
+        row = aggregate(metrics, self.updates, elapsed, self.wall_s, names)
+        row["steps_per_s"] = round((row["env_steps"] - self.env_steps) / max(elapsed, 1e-9), 1)
+        self.updates += n
+        self.env_steps = row["env_steps"]
+        self.wall_s = row["wall_time_s"]
+        self.csv_log.append(row)
+        self.csv_rows += 1
+        self.tb.write(row, self.env_steps)
+        return new_state, row
+
+    def save(self, state) -> None:
+        record = {
+            "updates": self.updates,
+            "env_steps": self.env_steps,
+            "csv_rows": self.csv_rows,
+            "wall_time_s": self.wall_s,
+        }
+        self.ckpt.save(self.updates, state, record)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        self.ckpt.close()
+
+
+def _train(session: _Session, state, display, max_chunks: int | None) -> bool:
+    """Train chunk after chunk until the budget or the time limit (True), or until
+    ``max_chunks`` chunks (False: checkpointed, resumable)."""
+    chunk, total_updates = session.chunk_and_total
+    last_save = time.monotonic()
+    chunks = 0
+    while session.updates < total_updates and not session.time_up():
+        state, row = session.train_chunk(state, chunk)
+        if display:
+            display.update(row)
+        chunks += 1
+        time_up = session.time_up()
+        finished = session.updates >= total_updates or time_up
+        if finished or time.monotonic() - last_save >= session.cfg["checkpoint_every_seconds"]:
+            session.save(state)
+            last_save = time.monotonic()
+        if time_up:
+            break
+        if max_chunks is not None and chunks >= max_chunks and not finished:
+            session.save(state)
+            return False
+    return True
+
+
 def run(
     cfg: dict | None = None,
     run_dir: str | Path | None = None,
@@ -205,130 +369,35 @@ def run(
 
     ``max_chunks`` stops after that many chunks (tests, smoke runs); the run can be resumed.
     """
-    if resume:
-        if run_dir is None:
-            raise RunDirError("--resume needs a run directory")
-        run_dir = Path(run_dir)
-        cfg_path = run_dir / "config.yaml"
-        if not cfg_path.is_file():
-            raise RunDirError(f"{str(run_dir)!r} is not a larvax run directory (no config.yaml)")
-        saved = yaml.safe_load(cfg_path.read_text())
-        if cfg is not None:  # e.g. a larger --steps budget
-            saved["total_env_steps"] = cfg["total_env_steps"]
-        cfg = validate(saved)
-    else:
-        if cfg is None:
-            raise ConfigError("no config given")
-        cfg = validate(cfg)
-        run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg.get("name", "run"))
-        prepare_new_run_dir(run_dir)
-
+    cfg, run_dir = _load_config(cfg, run_dir, resume)
     env, env_params, agent = build(cfg)
-    steps_per_update = int(agent.env_steps_per_update)
-    total_updates = max(1, math.ceil(cfg["total_env_steps"] / steps_per_update))
-    # Whole chunks of one size: a shorter last chunk would compile ``train`` a second time
-    # (measured: ~20 s at the end of the default run, longer than the chunk itself).
-    chunk = min(cfg["chunk_updates"], total_updates)
-    total_updates = math.ceil(total_updates / chunk) * chunk
-
-    ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg["keep_checkpoints"])
-    csv_log = CSVLog(run_dir / "metrics.csv")
-    key = jax.random.key(cfg["seed"])
-
-    updates_done, wall_before, rows_done = 0, 0.0, 0
-    if resume and ckpt.latest_step() is not None:
-        abstract = jax.eval_shape(agent.init, key)
-        if hasattr(agent, "state_shardings"):  # restore straight onto the agent's devices
-            abstract = jax.tree.map(
-                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                abstract,
-                agent.state_shardings(abstract),
-            )
-        state, record = ckpt.restore(abstract)
-        updates_done = int(record["updates"])
-        wall_before = float(record["wall_time_s"])
-        rows_done = int(record["csv_rows"])
-    else:
-        if resume:  # killed before the first checkpoint: start again from scratch
-            csv_log.truncate(0)
-        state = agent.init(key)
-    if resume:
-        csv_log.truncate(rows_done)
-    else:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    rows = csv_log.read()
-    env_steps_done = int(float(rows[-1]["env_steps"])) if rows else updates_done * steps_per_update
-    tb = TensorBoardLog(run_dir / "tb", purge_step=env_steps_done + 1 if resume else None)
+    session = _Session(
+        cfg,
+        run_dir,
+        agent,
+        tuple(env.episode_metrics),
+        Checkpointer(run_dir / "checkpoints", keep=cfg["keep_checkpoints"]),
+        CSVLog(run_dir / "metrics.csv"),
+    )
+    state = session.start(resume)
     _set_status(
         run_dir,
         "running",
-        total_updates=total_updates,
+        total_updates=session.chunk_and_total[1],
         devices=int(getattr(agent, "num_devices", 1)),
         platform=jax.default_backend(),
     )
-
-    last_save = time.monotonic()
-    chunks = 0
-    display = ProgressDisplay(cfg["total_env_steps"], env_steps_done, console=console) if progress else None
+    display = None
+    if progress:
+        display = ProgressDisplay(
+            cfg["total_env_steps"], session.env_steps, console, session.episode_metrics
+        )
     try:
         if display:
             display.__enter__()
-        limit = float(cfg.get("max_wall_time_s", 0) or 0)
-        while updates_done < total_updates and not (limit > 0 and wall_before >= limit):
-            n = chunk
-            t0 = time.monotonic()
-            new_state, metrics = agent.train(state, n)
-            metrics = jax.device_get(metrics)
-            elapsed = time.monotonic() - t0
-            bad = _nonfinite_loss(metrics)
-            if bad is not None:
-                last = ckpt.latest_step()
-                kept = (
-                    f"the last good checkpoint (update {last}) is kept in {run_dir / 'checkpoints'}"
-                    if last is not None
-                    else "no checkpoint had been written yet"
-                )
-                raise TrainingDiverged(
-                    f"training stopped: {bad} became NaN or infinite between updates "
-                    f"{updates_done} and {updates_done + n}; {kept}"
-                )
-            state = new_state
-            row = aggregate(metrics, updates_done, elapsed, wall_before)
-            chunk_steps = row["env_steps"] - env_steps_done
-            row["steps_per_s"] = round(chunk_steps / max(elapsed, 1e-9), 1)
-            updates_done += n
-            env_steps_done = row["env_steps"]
-            wall_before = row["wall_time_s"]
-            csv_log.append(row)
-            rows_done += 1
-            tb.write(row, env_steps_done)
-            if display:
-                display.update(row)
-            chunks += 1
-            time_up = limit > 0 and wall_before >= limit
-            finished = updates_done >= total_updates or time_up
-            if finished or time.monotonic() - last_save >= cfg["checkpoint_every_seconds"]:
-                record = {
-                    "updates": updates_done,
-                    "env_steps": env_steps_done,
-                    "csv_rows": rows_done,
-                    "wall_time_s": wall_before,
-                }
-                ckpt.save(updates_done, state, record)
-                last_save = time.monotonic()
-            if time_up:
-                break
-            if max_chunks is not None and chunks >= max_chunks and not finished:
-                ckpt.save(
-                    updates_done,
-                    state,
-                    {"updates": updates_done, "env_steps": env_steps_done, "csv_rows": rows_done,
-                     "wall_time_s": wall_before},
-                )
-                _set_status(run_dir, "interrupted", updates=updates_done)
-                return RunResult(run_dir, updates_done, env_steps_done, csv_log.read(), {})
+        completed = _train(session, state, display, max_chunks)
     except KeyboardInterrupt:
-        _set_status(run_dir, "interrupted", updates=updates_done)
+        _set_status(run_dir, "interrupted", updates=session.updates)
         raise
     except TrainingDiverged as err:
         _set_status(run_dir, "failed", reason=str(err))
@@ -336,17 +405,19 @@ def run(
     finally:
         if display:
             display.__exit__(None, None, None)
-        tb.close()
-        ckpt.close()
+        session.close()
+    rows = session.csv_log.read()
+    if not completed:
+        _set_status(run_dir, "interrupted", updates=session.updates)
+        return RunResult(run_dir, session.updates, session.env_steps, rows, {})
+    summary = finish(run_dir, cfg, rows, session.episode_metrics)
+    _set_status(run_dir, "finished", updates=session.updates)
+    return RunResult(run_dir, session.updates, session.env_steps, rows, summary)
 
-    rows = csv_log.read()
-    summary = finish(run_dir, cfg, rows)
-    _set_status(run_dir, "finished", updates=updates_done)
-    return RunResult(run_dir, updates_done, env_steps_done, rows, summary)
 
-
-def finish(run_dir: Path, cfg: dict, rows: list[dict]) -> dict:
-    """Learning-curve PNG and summary.json for a finished run."""
+def finish(run_dir: Path, cfg: dict, rows: list[dict], episode_metrics=()) -> dict:
+    """Learning-curve PNG and summary.json for a finished run (``episode_metrics``: the
+    environment's declared :class:`larvax.envs.core.EpisodeMetric`)."""
     from larvax.training.plots import learning_curve
 
     def col(name):
@@ -361,7 +432,8 @@ def finish(run_dir: Path, cfg: dict, rows: list[dict]) -> dict:
     }
     if rows:
         tail = max(1, len(rows) // 10)
-        for name in ("episode_return", "prey_caught", "episode_length", "loss"):
+        declared = [m.name for m in episode_metrics]
+        for name in ("episode_return", *declared, "episode_length", "loss"):
             if name in rows[0]:
                 values = col(name)[-tail:]
                 finite = values[np.isfinite(values)]
@@ -369,5 +441,7 @@ def finish(run_dir: Path, cfg: dict, rows: list[dict]) -> dict:
         summary["mean_steps_per_s"] = float(np.nanmean(col("steps_per_s")))
     _write_json_atomic(run_dir / "summary.json", summary)
     if rows:
-        learning_curve(rows, run_dir / "learning_curve.png", title=cfg.get("description", ""))
+        panels = ("episode_return", *[m.name for m in episode_metrics][:1], "loss")
+        title = cfg.get("description", "")
+        learning_curve(rows, run_dir / "learning_curve.png", title=title, panels=panels)
     return summary

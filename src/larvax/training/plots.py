@@ -7,8 +7,15 @@ from pathlib import Path
 import numpy as np
 
 
-def learning_curve(rows: list[dict], path: str | Path, title: str = "") -> Path:
-    """Plot episode return (and prey caught, loss when present) against env steps."""
+def learning_curve(
+    rows: list[dict],
+    path: str | Path,
+    title: str = "",
+    panels: tuple[str, ...] | list[str] = ("episode_return", "loss"),
+) -> Path:
+    """Plot the columns ``panels`` (those present in ``rows``) against env steps, one panel
+    each; the training loop shows episode return, the environment's first declared episode
+    metric and the loss."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,8 +25,10 @@ def learning_curve(rows: list[dict], path: str | Path, title: str = "") -> Path:
         return np.array([float(r.get(name, "nan")) for r in rows], dtype=np.float64)
 
     steps = col("env_steps")
-    panels = [p for p in ("episode_return", "prey_caught", "loss") if rows and p in rows[0]]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.4 * len(panels)), sharex=True, squeeze=False)
+    panels = [p for p in panels if rows and p in rows[0]]
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(7, 2.4 * len(panels)), sharex=True, squeeze=False
+    )
     for ax, name in zip(axes[:, 0], panels, strict=True):
         y = col(name)
         ok = np.isfinite(y)
