@@ -33,12 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from _common import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
-from larvax.envs.simfish import arena, vision
+from larvax.envs.simfish import arena, random_numbers, vision
 from larvax.envs.simfish.config import SimfishParams
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
 
 
 def random_scenes(params: SimfishParams, batch: int, pool, seed: int = 0) -> dict:
@@ -90,13 +88,16 @@ def bench_batch(params, pool, batch: int, repeats: int) -> list[dict]:
     def full(noise):
         def f(fxy, ang, prey, alive, present, pxy, pr, handle, key):
             sed = arena.Sediment(pool, handle)
-            return vision.observe(params, fxy, ang, prey, alive, present, pxy, pr, sed, key, noise)
+            world = vision.World(fxy, ang, prey, alive, present, pxy, pr, sed)
+            return vision.observe(params, world, key, noise)
 
         return jax.jit(jax.vmap(f))
 
     def part(name):
         def f(fxy, ang, prey, alive, present, pxy, pr, handle, key):
-            sed = arena.Sediment(pool, handle)
+            world = vision.World(
+                fxy, ang, prey, alive, present, pxy, pr, arena.Sediment(pool, handle)
+            )
             centre = jnp.round(fxy).astype(jnp.int32)
             offs = vision.eye_offsets(params, ang)
             if name == "uv_background":
@@ -107,14 +108,11 @@ def bench_batch(params, pool, batch: int, repeats: int) -> list[dict]:
                     for e in range(2)
                 ]
             if name == "uv_prey":
-                return vision.uv_prey(params, centre, fxy, ang, offs, prey, alive)
+                return vision.uv_prey(params, world, centre, offs)
             if name == "red":
-                return [
-                    vision.red_channels(params, centre, fxy, ang, offs[e], e, present, pxy, pr, sed)
-                    for e in range(2)
-                ]
+                return [vision.red_channels(params, world, centre, offs[e], e) for e in range(2)]
             if name == "poisson":
-                return vision.poisson(key, 10.0 + jnp.zeros((42, 3, 2)) + fxy[0] * 1e-3)
+                return random_numbers.poisson(key, 10.0 + jnp.zeros((42, 3, 2)) + fxy[0] * 1e-3)
             raise ValueError(name)
 
         return jax.jit(jax.vmap(f))
@@ -161,7 +159,8 @@ def conformance(params) -> dict | None:
 
     def f(fxy, ang, prey, alive, present, pxy, pr):
         sed = arena.sediment_from_array(tex)
-        return vision.photoreceptor_readings(params, fxy, ang, prey, alive, present, pxy, pr, sed)
+        world = vision.World(fxy, ang, prey, alive, present, pxy, pr, sed)
+        return vision.photoreceptor_readings(params, world)
 
     alive = np.isfinite(obs["prey_xy"][..., 0])
     out = jax.jit(jax.vmap(f))(

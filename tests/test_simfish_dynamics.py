@@ -430,18 +430,20 @@ def test_wall_response_rules():
 def test_wall_contact_stops_then_slides():
     """A new mouth-wall contact zeroes the velocity and is penalised once; while the contact
     persists the fish slides along the wall without a new penalty (Chipmunk arbiters)."""
-    from larvax.envs.simfish.body import fish_substep
+    from larvax.envs.simfish.body import FishBody, fish_substep
 
     p = SimfishParams()
     xy = jnp.array([2486.5, 1000.0])  # mouth edge 1.5 px from the right wall surface (2490)
     v = jnp.array([1000.0, -1000.0])  # 2 px per sub-step toward the wall and up
     contact = jnp.zeros(4, bool)
-    xy1, ang, v1, w1, b1, c1, new1 = fish_substep(p, xy, 0.0, v, 0.0, jnp.zeros(3), contact)
+    fish1, new1 = fish_substep(p, FishBody(xy, 0.0, v, 0.0, jnp.zeros(3), contact))
+    xy1, ang, v1, w1, b1, c1 = fish1
     assert bool(new1) and bool(c1[1])
     assert np.allclose(np.asarray(v1), 0.0)  # the begin callback stopped it
     # heading up along the wall with a push into it: slides, no new contact
     v2 = jnp.array([500.0, -2000.0])
-    xy2, _, v2o, _, _, c2, new2 = fish_substep(p, xy1, -np.pi / 2, v2, 0.0, b1, c1)
+    fish2, new2 = fish_substep(p, FishBody(xy1, -np.pi / 2, v2, 0.0, b1, c1))
+    xy2, _, v2o, _, _, c2 = fish2
     assert not bool(new2) and bool(c2[1])
     q = 0.7**0.1
     assert float(v2o[0]) == pytest.approx(0.0, abs=1e-3)  # the normal part removed

@@ -30,8 +30,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from larvax.envs.simfish import arena, scene, vision
+from larvax.envs.simfish import arena, random_numbers, scene, vision
 from larvax.envs.simfish.config import SimfishParams
+from larvax.envs.simfish.vision import red
 
 PARAMS = SimfishParams()
 
@@ -48,7 +49,8 @@ def golden(simfish_data_dir):
 def _batched_readings(params):
     def f(fxy, ang, prey, alive, present, pxy, pr, tex):
         sed = arena.sediment_from_array(tex)
-        return vision.photoreceptor_readings(params, fxy, ang, prey, alive, present, pxy, pr, sed)
+        world = vision.World(fxy, ang, prey, alive, present, pxy, pr, sed)
+        return vision.photoreceptor_readings(params, world)
 
     return jax.jit(jax.vmap(f, in_axes=(0, 0, 0, 0, 0, 0, 0, None)))
 
@@ -216,9 +218,8 @@ def _single(params=PARAMS):
     @jax.jit
     def f(fxy, ang, prey, alive, tex):
         sed = arena.sediment_from_array(tex)
-        return vision.photoreceptor_readings(
-            params, fxy, ang, prey, alive, False, jnp.zeros(2), 0.0, sed
-        )
+        world = vision.World(fxy, ang, prey, alive, False, jnp.zeros(2), 0.0, sed)
+        return vision.photoreceptor_readings(params, world)
 
     return f
 
@@ -321,9 +322,8 @@ def _mirror_fn():
     def f(prey, alive, pred_xy, present, tex):
         sed = arena.sediment_from_array(tex)
         fxy = jnp.array([1250.0, 1500.0])
-        out = vision.photoreceptor_readings(
-            PARAMS, fxy, jnp.pi / 2, prey, alive, present, pred_xy, 64.0, sed
-        )
+        world = vision.World(fxy, jnp.pi / 2, prey, alive, present, pred_xy, 64.0, sed)
+        out = vision.photoreceptor_readings(PARAMS, world)
         return out["raw_interp"]
 
     return jax.jit(jax.vmap(f, in_axes=(0, 0, 0, 0, None)))
@@ -380,7 +380,7 @@ def test_mirror_world_gives_reflected_observation(mirror_textures, seed):
 # ----------------------------------------------------------------------------- noise
 
 
-_POISSON = jax.jit(vision.poisson)
+_POISSON = jax.jit(random_numbers.poisson)
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.5, 4.0, 11.5, 12.0, 40.0, 150.0])
@@ -409,12 +409,12 @@ def test_poisson_moments(lam):
 
 
 def test_hashed_uniforms_are_uniform_and_keyed():
-    u = np.asarray(vision.hashed_uniforms(jax.random.key(0), (100000,)))
+    u = np.asarray(random_numbers.hashed_uniforms(jax.random.key(0), (100000,)))
     assert 0 < u.min() and u.max() < 1
     hist = np.histogram(u, bins=10, range=(0, 1))[0]
     assert np.all(np.abs(hist - 10000) < 500)
     assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.02
-    v = np.asarray(vision.hashed_uniforms(jax.random.key(1), (100000,)))
+    v = np.asarray(random_numbers.hashed_uniforms(jax.random.key(1), (100000,)))
     assert abs(np.corrcoef(u, v)[0, 1]) < 0.02
 
 
@@ -479,14 +479,16 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="key"):
         vision.observe(
             PARAMS,
-            jnp.zeros(2),
-            0.0,
-            jnp.zeros((1, 2)),
-            jnp.zeros(1, bool),
-            False,
-            jnp.zeros(2),
-            0.0,
-            arena.sediment_from_array(np.zeros((4, 4))),
+            vision.World(
+                jnp.zeros(2),
+                0.0,
+                jnp.zeros((1, 2)),
+                jnp.zeros(1, bool),
+                False,
+                jnp.zeros(2),
+                0.0,
+                arena.sediment_from_array(np.zeros((4, 4))),
+            ),
             None,
             True,
         )
@@ -524,11 +526,11 @@ def test_red_receptor_windows_fit_the_static_window():
     for circle in geo.circles:
         n = len(circle.angles)
         for e in range(2):
-            c = vision._wrap(jnp.asarray(geo.red_angles[e], jnp.float32)[None] + theta[:, None])
-            li = jnp.clip(vision._closest_sorted(circle, c - 0.00665), 0, n - 1)
-            ri = jnp.maximum(
-                li + 1, jnp.minimum(vision._closest_sorted(circle, c + 0.00665) + 1, n)
+            c = vision.wrap_angle(
+                jnp.asarray(geo.red_angles[e], jnp.float32)[None] + theta[:, None]
             )
+            li = jnp.clip(red.closest_index(circle, c - 0.00665), 0, n - 1)
+            ri = jnp.maximum(li + 1, jnp.minimum(red.closest_index(circle, c + 0.00665) + 1, n))
             assert int((ri - li).max()) <= circle.window
             assert int((ri - li).min()) >= 1
 

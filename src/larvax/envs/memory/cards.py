@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from larvax.envs.core import Box, Discrete, Environment, TimeStep
+from larvax.validation import Int, OneOf, field, require, validate
 
 Array = jax.Array
 
@@ -56,10 +57,11 @@ def rank(card: Array) -> Array:
     return (jnp.asarray(card) % DECK_SIZE) // NUM_SUITS
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or int(value) != value or int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+_DECK_TYPES = {
+    "colors": (color, NUM_COLORS),
+    "suits": (suit, NUM_SUITS),
+    "ranks": (rank, NUM_RANKS),
+}
 
 
 def _check_cards(cards, num_cards: int, name: str = "cards") -> Array:
@@ -109,9 +111,16 @@ class CardState(NamedTuple):
 class CardParams:
     """Static configuration of a card game (hashable; no array leaves, so jit keeps it static)."""
 
-    num_decks: int = 1
-    k: int = 0  # RepeatPrevious only
-    deck_type: str = "colors"  # CountRecall only
+    num_decks: int = field(1, Int(ge=1))
+    k: int = field(0, Int(ge=0))  # RepeatPrevious only
+    deck_type: str = field("colors", OneOf(*_DECK_TYPES))  # CountRecall only
+
+    def __post_init__(self):
+        validate(self)
+        n = DECK_SIZE * self.num_decks
+        require(
+            self, "k", self.k < n, f"an int < 52 * num_decks = {n} (k must be below the card count)"
+        )
 
 
 jax.tree_util.register_static(CardParams)
@@ -121,7 +130,6 @@ class _CardGame(Environment):
     """Shared machinery of the one-deck games; subclasses define the rules."""
 
     def __init__(self, params: CardParams):
-        _check_int("num_decks", params.num_decks, 1)
         self._params = params
 
     @property
@@ -173,11 +181,9 @@ class RepeatPrevious(_CardGame):
     """
 
     def __init__(self, num_decks: int = 1, k: int = 4):
-        k = _check_int("k", k, 1)
-        num_decks = _check_int("num_decks", num_decks, 1)
-        if DECK_SIZE * num_decks <= k:
-            raise ValueError(f"k must be < 52 * num_decks = {DECK_SIZE * num_decks}, got k={k}")
-        super().__init__(CardParams(num_decks=num_decks, k=k))
+        params = CardParams(num_decks=num_decks, k=k)
+        require(params, "k", params.k >= 1, "an int >= 1 (RepeatPrevious)")
+        super().__init__(params)
 
     def _episode_length(self, params):
         return self.num_cards(params) - 1
@@ -212,7 +218,7 @@ class RepeatFirst(_CardGame):
     """
 
     def __init__(self, num_decks: int = 1):
-        super().__init__(CardParams(num_decks=_check_int("num_decks", num_decks, 1)))
+        super().__init__(CardParams(num_decks=num_decks))
 
     def _episode_length(self, params):
         return self.num_cards(params) - 1
@@ -252,7 +258,7 @@ class Autoencode(_CardGame):
     """
 
     def __init__(self, num_decks: int = 1):
-        super().__init__(CardParams(num_decks=_check_int("num_decks", num_decks, 1)))
+        super().__init__(CardParams(num_decks=num_decks))
 
     def _episode_length(self, params):
         return 2 * self.num_cards(params) - 1
@@ -297,13 +303,6 @@ class CountRecallState(NamedTuple):
     t: Array
 
 
-_DECK_TYPES = {
-    "colors": (color, NUM_COLORS),
-    "suits": (suit, NUM_SUITS),
-    "ranks": (rank, NUM_RANKS),
-}
-
-
 class CountRecall(Environment):
     """Say how many times the previously queried category has been dealt so far.
 
@@ -322,9 +321,6 @@ class CountRecall(Environment):
     """
 
     def __init__(self, num_decks: int = 1, deck_type: str = "colors"):
-        num_decks = _check_int("num_decks", num_decks, 1)
-        if deck_type not in _DECK_TYPES:
-            raise ValueError(f"deck_type must be one of {sorted(_DECK_TYPES)}, got {deck_type!r}")
         self._params = CardParams(num_decks=num_decks, deck_type=deck_type)
 
     @property

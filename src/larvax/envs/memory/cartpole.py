@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from larvax.envs.core import Box, Discrete, Environment, TimeStep
+from larvax.validation import Int, Number, fail
 
 Array = jax.Array
 
@@ -64,14 +65,14 @@ class CartPoleState(NamedTuple):
     done: Array
 
 
+_RULES = {"max_episode_length": Int(ge=1), "noise_sigma": Number(ge=0.0)}
+"""Rules of the constructor's settings (the other fields are physical constants)."""
+
+
 def _check_params(params: CartPoleParams) -> None:
-    for name in ("max_episode_length",):
-        v = getattr(params, name)
-        if not isinstance(v, jax.core.Tracer) and int(v) < 1:
-            raise ValueError(f"{name} must be >= 1, got {v!r}")
-    v = params.noise_sigma
-    if not isinstance(v, jax.core.Tracer) and float(v) < 0:
-        raise ValueError(f"noise_sigma must be >= 0, got {v!r}")
+    for name, rule in _RULES.items():
+        if not rule.ok(getattr(params, name)):
+            fail(params, name, getattr(params, name), rule.describe())
 
 
 class StatelessCartPole(Environment):
@@ -83,10 +84,11 @@ class StatelessCartPole(Environment):
     mirror_actions = jnp.array([1, 0], jnp.int32)
 
     def __init__(self, max_episode_length: int = 200, noise_sigma: float = 0.0):
-        self._params = CartPoleParams(
+        params = CartPoleParams(max_episode_length=max_episode_length, noise_sigma=noise_sigma)
+        _check_params(params)
+        self._params = params._replace(
             max_episode_length=int(max_episode_length), noise_sigma=float(noise_sigma)
         )
-        _check_params(self._params)
 
     @property
     def default_params(self) -> CartPoleParams:

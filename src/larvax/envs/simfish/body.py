@@ -29,6 +29,8 @@ lines.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -38,6 +40,23 @@ from larvax.envs.simfish.config import SimfishParams
 Array = jax.Array
 
 WALL_HALF_WIDTH = 5.0  # px, the radius of the reference's wall segments
+
+
+class FishBody(NamedTuple):
+    """The fish's rigid body through the sub-steps of one env step (the loop's carry).
+
+    xy float32 ``[2]`` px; angle float32 ``[]`` rad; velocity float32 ``[2]`` px/s;
+    angular_velocity float32 ``[]`` rad/s; bias float32 ``[3]`` the contact solver's pending
+    penetration fix ``(vx, vy px/s, w rad/s)``; contact bool ``[4]`` mouth-wall contacts
+    (left, right, top, bottom).
+    """
+
+    xy: Array
+    angle: Array
+    velocity: Array
+    angular_velocity: Array
+    bias: Array
+    contact: Array
 
 
 def wall_limits(params: SimfishParams) -> tuple[float, float, float, float]:
@@ -115,12 +134,6 @@ def wall_separations(params: SimfishParams, xy: Array) -> tuple[Array, Array]:
     return gaps, normals
 
 
-def mouth_touches_wall(params: SimfishParams, xy: Array) -> Array:
-    """True when the mouth circle overlaps a wall segment (strict overlap)."""
-    gaps, _ = wall_separations(params, xy)
-    return jnp.any(gaps < 0, -1)
-
-
 def wall_response(params: SimfishParams, xy: Array) -> Array:
     """The reference's ``_touch_wall`` position rule at a new mouth-wall contact: x < 8 -> 10,
     x > W-7 -> W-9, the same for y (the velocity is zeroed by the caller). At the left and
@@ -166,15 +179,7 @@ def tail_vertices(params: SimfishParams, xy: Array, angle: Array) -> Array:
     return jnp.stack([tip, left, right])
 
 
-def fish_substep(
-    params: SimfishParams,
-    xy: Array,
-    angle: Array,
-    velocity: Array,
-    angular_velocity: Array,
-    bias: Array,
-    contact: Array,
-) -> tuple[Array, Array, Array, Array, Array, Array, Array]:
+def fish_substep(params: SimfishParams, fish: FishBody) -> tuple[FishBody, Array]:
     """One physics sub-step of the fish against the walls, as Chipmunk2D does it.
 
     1. ``x += (v + v_bias) dt``, ``angle += (w + w_bias) dt`` (the bias velocities are the
@@ -192,10 +197,16 @@ def fish_substep(
        is removed and its overlap pushed out as an impulse at that point, which mostly
        turns the fish (its moment of inertia about the mouth is tiny next to m L^2).
 
-    ``bias`` float32 ``[3]`` = (vx, vy, w) bias velocities and ``contact`` bool ``[4]`` (left,
-    right, top, bottom mouth contacts) carry over to the next sub-step (and step).
-    Returns ``(xy, angle, velocity, angular_velocity, bias, contact, new_touch)``.
+    The bias velocities and the mouth contacts carry over to the next sub-step (and step).
+    Returns ``(fish after the sub-step, new_touch)``.
     """
+    xy, angle, velocity, angular_velocity = (
+        fish.xy,
+        fish.angle,
+        fish.velocity,
+        fish.angular_velocity,
+    )
+    bias, contact = fish.bias, fish.contact
     dt = params.phys_dt
     q = params.substep_damping
     xy = xy + (velocity + bias[:2]) * dt
@@ -244,7 +255,7 @@ def fish_substep(
         b_lin = b_lin + jb * n / m
         b_ang = b_ang + rn * jb / inertia
     bias = jnp.concatenate([b_lin, b_ang[None]])
-    return xy, angle, velocity, w, bias, overlap, new_touch
+    return FishBody(xy, angle, velocity, w, bias, overlap), new_touch
 
 
 def energy_use(params: SimfishParams, distance_mm: Array, angle_rad: Array, action: Array) -> Array:
@@ -268,6 +279,7 @@ def update_energy(params: SimfishParams, energy: Array, use: Array, consumed: Ar
 
 
 __all__ = [
+    "FishBody",
     "bout_velocity",
     "bring_in_bounds",
     "energy_use",
@@ -275,7 +287,6 @@ __all__ = [
     "fish_substep",
     "tail_vertices",
     "glide",
-    "mouth_touches_wall",
     "wall_separations",
     "start_bout",
     "substep_trajectory",

@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -27,6 +29,20 @@ from larvax.envs.simfish.config import SimfishParams
 from larvax.envs.simfish.prey import body_contact
 
 Array = jax.Array
+
+
+class Predator(NamedTuple):
+    """The predator through the sub-steps of one env step (the sub-step loop's carry).
+
+    xy float32 ``[2]`` px; velocity float32 ``[2]`` px/s; present bool; touched bool (it hit
+    the fish in this step); survived bool (it left without a hit in this step).
+    """
+
+    xy: Array
+    velocity: Array
+    present: Array
+    touched: Array
+    survived: Array
 
 
 def epoch_starts(key: Array, params: SimfishParams) -> Array:
@@ -126,7 +142,63 @@ def impulse_velocity(params: SimfishParams, xy: Array, target: Array) -> Array:
     return params.predator_velocity * (1.0 - q) * u
 
 
+def spawn(key_spawn: Array, key_angle: Array, params: SimfishParams, state) -> tuple:
+    """The spawn attempt at the start of a step (before the bout moves the fish).
+
+    ``state`` is the :class:`~larvax.envs.simfish.state.SimfishState` before the step.
+    Returns ``(Predator, target_xy [2])``: the predator entering the sub-steps (touched and
+    survived False) and the point it swims to.
+    """
+    if params.predator_enabled and params.predator_epoch_num > 0:
+        prob = spawn_probability(params, state.predator_epoch_starts, state.step)
+        new = (
+            ~state.predator_present
+            & (jax.random.uniform(key_spawn) < prob)
+            & ~fish_near_wall(params, state.fish_xy)
+        )
+        ang = attack_angle(key_angle, params, state.fish_xy)
+        xy = jnp.where(new, spawn_position(params, state.fish_xy, ang), state.predator_xy)
+        velocity = jnp.where(new, 0.0, state.predator_velocity)
+        target = jnp.where(new, state.fish_xy, state.predator_target_xy)
+        present = state.predator_present | new
+    else:
+        xy, velocity = state.predator_xy, state.predator_velocity
+        target, present = state.predator_target_xy, state.predator_present
+    no = jnp.asarray(False)
+    return Predator(xy, velocity, present, no, no), target
+
+
+def substep(
+    params: SimfishParams,
+    pred: Predator,
+    fish_xy: Array,
+    fish_angle: Array,
+    immune: Array,
+    target: Array,
+) -> Predator:
+    """One physics sub-step of the predator, after the fish's (``fish_xy``, ``fish_angle``).
+
+    Integration ``x += v dt``; a wall touch removes it (survived unless it hit the fish); a
+    hit of the fish (unless ``immune``) marks it touched; damping ``v *= q``; removal at the
+    target or outside the arena; else the push toward ``target``.
+    """
+    on, touched, survived = pred.present, pred.touched, pred.survived
+    xy = jnp.where(on, pred.xy + pred.velocity * params.phys_dt, pred.xy)
+    wall = on & touches_wall(params, xy)
+    hit = on & ~immune & hits_fish(params, xy, fish_xy, fish_angle)
+    touched = touched | hit
+    survived = survived | (wall & ~touched)
+    on = on & ~wall
+    velocity = pred.velocity * params.substep_damping
+    gone = on & (at_target(xy, target) | outside_arena(params, xy))
+    survived = survived | (gone & ~touched)
+    on = on & ~gone
+    velocity = jnp.where(on, velocity + impulse_velocity(params, xy, target), velocity)
+    return Predator(xy, velocity, on, touched, survived)
+
+
 __all__ = [
+    "Predator",
     "at_target",
     "attack_angle",
     "epoch_starts",
@@ -134,7 +206,9 @@ __all__ = [
     "hits_fish",
     "impulse_velocity",
     "outside_arena",
+    "spawn",
     "spawn_position",
     "spawn_probability",
+    "substep",
     "touches_wall",
 ]

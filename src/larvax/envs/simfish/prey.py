@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from larvax.envs.simfish.body import WALL_HALF_WIDTH
 from larvax.envs.simfish.config import SimfishParams
+from larvax.envs.simfish.random_numbers import hashed_uniforms
 
 Array = jax.Array
 
@@ -91,13 +92,10 @@ def step_randoms(
 ) -> tuple[Array, Array]:
     """The once-per-step draws: (new gait, new angle) for every prey slot.
 
-    One ``[5, P]`` table of counter-hashed uniforms (``vision.hashed_uniforms``: one key
-    draw, no threefry per value) and the gait by
-    inverse CDF (one uniform per slot instead of the three Gumbel draws and logs of
-    ``jax.random.categorical``); the distributions are those of :func:`gait_probs`.
+    One ``[5, P]`` table of counter-hashed uniforms (one key draw, no threefry per value)
+    and the gait by inverse CDF (one uniform per slot instead of the three Gumbel draws and
+    logs of ``jax.random.categorical``); the distributions are those of :func:`gait_probs`.
     """
-    from larvax.envs.simfish.vision import hashed_uniforms  # (vision imports no prey code)
-
     shape = gait.shape
     u = hashed_uniforms(key, (5,) + shape)
     switch = u[0] < params.prey_p_switch
@@ -146,6 +144,28 @@ def free_step(
     return xy + disp, v
 
 
+def _path_dist2(xy: Array, start: Array, end: Array) -> Array:
+    """Squared distance (px^2) from points ``xy [..., 2]`` to the segment ``start``-``end``."""
+    ab = end - start
+    t = jnp.clip(jnp.sum((xy - start) * ab, -1) / jnp.maximum(jnp.sum(ab * ab, -1), 1e-9), 0.0, 1.0)
+    d = xy - (start + t[..., None] * ab)
+    return jnp.sum(d * d, -1)
+
+
+def contact_candidates(
+    params: SimfishParams, xy: Array, alive: Array, path_start: Array, path_end: Array
+) -> Array:
+    """Slots of the ``contact_candidates`` live prey nearest the fish's straight glide path
+    ``path_start``-``path_end`` (px), int32 ``[K]``, K = min(contact_candidates, prey_num):
+    the prey simulated together with the fish in a step (the others move by
+    :func:`free_step`)."""
+    k = min(int(params.contact_candidates), int(params.prey_num))
+    dist2 = _path_dist2(xy, path_start[None], path_end[None])
+    dist2 = jnp.where(alive, dist2, jnp.inf)
+    _, idx = jax.lax.top_k(-dist2, k)
+    return idx
+
+
 def keep_inside(params: SimfishParams, xy: Array, velocity: Array) -> tuple[Array, Array]:
     """Prey centres stay ``prey_radius`` inside the wall surfaces; the normal velocity
     component is removed at a wall (the reference bounces them physically)."""
@@ -156,13 +176,6 @@ def keep_inside(params: SimfishParams, xy: Array, velocity: Array) -> tuple[Arra
     clipped = jnp.clip(xy, lo, hi)
     hit = clipped != xy
     return clipped, jnp.where(hit, 0.0, velocity)
-
-
-def mouth_contact(params: SimfishParams, fish_xy: Array, prey_xy: Array) -> Array:
-    """Prey circle overlaps the mouth circle (distance < r_mouth + r_prey = 3 px)."""
-    d = prey_xy - fish_xy
-    r = params.fish_mouth_radius + params.prey_radius
-    return jnp.sum(d * d, -1) < r * r
 
 
 def capture_bearing(fish_xy: Array, fish_angle: Array, prey_xy: Array) -> Array:
@@ -334,13 +347,13 @@ def reproduce(
 __all__ = [
     "body_contact",
     "collision_impulse",
+    "contact_candidates",
     "fish_contacts",
     "capture_bearing",
     "free_step",
     "gait_probs",
     "gait_speeds",
     "keep_inside",
-    "mouth_contact",
     "reproduce",
     "sample_cloud_centres",
     "sample_gait",

@@ -157,10 +157,8 @@ def observation_strip(visual, width: int = 500, row_height: int = 14) -> np.ndar
 
 
 @functools.partial(jax.jit, static_argnames=("params",))
-def _observe(params, fish_xy, fish_angle, prey_xy, alive, present, pred_xy, pred_r, sed):
-    return vision.observe(
-        params, fish_xy, fish_angle, prey_xy, alive, present, pred_xy, pred_r, sed, None, False
-    )
+def _observe(params, world: vision.World):
+    return vision.observe(params, world, None, False)
 
 
 def render(
@@ -179,17 +177,8 @@ def render(
         raise ValueError(f"render size={size!r} is invalid; allowed: an int >= 32")
     if observation is None:
         sed = _as_sediment(sediment, state)
-        observation = _observe(
-            params,
-            state.fish_xy,
-            state.fish_angle,
-            state.prey_xy,
-            state.prey_alive,
-            state.predator_present,
-            state.predator_xy,
-            state.predator_radius,
-            sed,
-        )
+        world = vision.World.of_state(state, sed.textures)._replace(sediment=sed)
+        observation = _observe(params, world)
     if isinstance(observation, dict):
         observation = observation["visual"]
     top = arena_image(state, params, sediment, size)

@@ -98,39 +98,30 @@ def _predator(scene: Mapping):
 
 
 @functools.partial(jax.jit, static_argnames=("params", "noise"))
-def _observe_jit(
-    params, fish_xy, fish_angle, prey_xy, alive, present, pred_xy, pred_r, tex, key, noise
-):
-    sed = arena.sediment_from_array(tex)
-    return vision.observe(
-        params, fish_xy, fish_angle, prey_xy, alive, present, pred_xy, pred_r, sed, key, noise
-    )
+def _observe_jit(params, world: vision.World, key, noise):
+    return vision.observe(params, world, key, noise)
 
 
 @functools.partial(jax.jit, static_argnames=("params",))
-def _readings_jit(params, fish_xy, fish_angle, prey_xy, alive, present, pred_xy, pred_r, tex):
-    sed = arena.sediment_from_array(tex)
-    return vision.photoreceptor_readings(
-        params, fish_xy, fish_angle, prey_xy, alive, present, pred_xy, pred_r, sed
-    )
+def _readings_jit(params, world: vision.World):
+    return vision.photoreceptor_readings(params, world)
 
 
-def _args(scene: Mapping):
+def _world(scene: Mapping) -> vision.World:
     prey, alive = _prey_arrays(scene)
     present, pxy, pr = _predator(scene)
     tex = np.asarray(scene["sediment"])
     if tex.ndim != 2:
         raise ValueError(f"scene sediment must be 2-D [H, W], got shape {tex.shape}")
-    fish_xy = np.array([float(scene["fish_x"]), float(scene["fish_y"])], np.float32)
-    return (
-        fish_xy,
-        np.float32(scene["fish_angle"]),
-        prey.astype(np.float32),
-        alive,
-        np.bool_(present),
-        pxy.astype(np.float32),
-        np.float32(pr),
-        tex,
+    return vision.World(
+        fish_xy=np.array([float(scene["fish_x"]), float(scene["fish_y"])], np.float32),
+        fish_angle=np.float32(scene["fish_angle"]),
+        prey_xy=prey.astype(np.float32),
+        prey_alive=alive,
+        predator_present=np.bool_(present),
+        predator_xy=pxy.astype(np.float32),
+        predator_radius=np.float32(pr),
+        sediment=arena.sediment_from_array(tex),
     )
 
 
@@ -154,7 +145,7 @@ def observe_scene(scene: Mapping, preset="normal", noise: bool = False, key=None
     params = _params(preset)
     if key is None:
         key = jax.random.key(0)
-    visual = _observe_jit(params, *_args(scene), key, bool(noise))
+    visual = _observe_jit(params, _world(scene), key, bool(noise))
     return np.asarray(visual), internal_from_scene(scene, params)
 
 
@@ -162,7 +153,7 @@ def scene_readings(scene: Mapping, preset="normal") -> dict:
     """Noise-free receptor readings of a scene (NumPy dict, layouts of the golden
     intermediates): ``uv_background``, ``uv_prey``, ``red``, ``eye_offset``, ``raw_interp``."""
     _check(scene)
-    out = _readings_jit(_params(preset), *_args(scene))
+    out = _readings_jit(_params(preset), _world(scene))
     return {k: np.asarray(v) for k, v in out.items()}
 
 

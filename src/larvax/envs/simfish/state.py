@@ -79,6 +79,34 @@ class SimfishState:
     step: Array
 
 
+def _prey_slots(p: int, prey_xy, prey_angle, prey_gait, prey_velocity):
+    """The ``p`` prey slots ``(xy, alive, angle, gait, velocity)`` holding the given prey first
+    (rows of ``prey_xy`` with NaN are absent) and neutral values elsewhere."""
+    xy = jnp.zeros((p, 2), jnp.float32)
+    alive = jnp.zeros((p,), bool)
+    ang = jnp.zeros((p,), jnp.float32)
+    gait = jnp.zeros((p,), jnp.int32)
+    vel = jnp.zeros((p, 2), jnp.float32)
+    if prey_xy is None:
+        return xy, alive, ang, gait, vel
+    pxy = jnp.asarray(prey_xy, jnp.float32).reshape(-1, 2)
+    n = pxy.shape[0]
+    if n > p:
+        raise ValueError(
+            f"prey_xy has {n} prey; allowed: at most params.prey_num={p} (raise prey_num)"
+        )
+    ok = jnp.all(jnp.isfinite(pxy), axis=-1)
+    xy = xy.at[:n].set(jnp.where(ok[:, None], pxy, 0.0))
+    alive = alive.at[:n].set(ok)
+    if prey_angle is not None:
+        ang = ang.at[:n].set(jnp.asarray(prey_angle, jnp.float32).reshape(n))
+    if prey_gait is not None:
+        gait = gait.at[:n].set(jnp.asarray(prey_gait, jnp.int32).reshape(n))
+    if prey_velocity is not None:
+        vel = vel.at[:n].set(jnp.asarray(prey_velocity, jnp.float32).reshape(n, 2))
+    return xy, alive, ang, gait, vel
+
+
 def make_state(
     params: SimfishParams,
     fish_xy,
@@ -107,27 +135,7 @@ def make_state(
     unless ``predator_epoch_starts`` is given.
     """
     p = int(params.prey_num)
-    xy = jnp.zeros((p, 2), jnp.float32)
-    alive = jnp.zeros((p,), bool)
-    ang = jnp.zeros((p,), jnp.float32)
-    gait = jnp.zeros((p,), jnp.int32)
-    vel = jnp.zeros((p, 2), jnp.float32)
-    if prey_xy is not None:
-        pxy = jnp.asarray(prey_xy, jnp.float32).reshape(-1, 2)
-        n = pxy.shape[0]
-        if n > p:
-            raise ValueError(
-                f"prey_xy has {n} prey; allowed: at most params.prey_num={p} (raise prey_num)"
-            )
-        ok = jnp.all(jnp.isfinite(pxy), axis=-1)
-        xy = xy.at[:n].set(jnp.where(ok[:, None], pxy, 0.0))
-        alive = alive.at[:n].set(ok)
-        if prey_angle is not None:
-            ang = ang.at[:n].set(jnp.asarray(prey_angle, jnp.float32).reshape(n))
-        if prey_gait is not None:
-            gait = gait.at[:n].set(jnp.asarray(prey_gait, jnp.int32).reshape(n))
-        if prey_velocity is not None:
-            vel = vel.at[:n].set(jnp.asarray(prey_velocity, jnp.float32).reshape(n, 2))
+    xy, alive, ang, gait, vel = _prey_slots(p, prey_xy, prey_angle, prey_gait, prey_velocity)
     fish_xy = jnp.asarray(fish_xy, jnp.float32).reshape(2)
     present = predator_xy is not None and bool(jnp.all(jnp.isfinite(jnp.asarray(predator_xy))))
     pred_xy = jnp.asarray(predator_xy if present else (0.0, 0.0), jnp.float32).reshape(2)
