@@ -16,7 +16,7 @@ from larvax.agents.losses import (
     normalize_advantages,
 )
 from larvax.agents.ppo import PPOConfig, make_agent
-from larvax.envs.core import Box, Discrete, Environment, TimeStep
+from larvax.envs.core import Box, Discrete, Environment, EpisodeMetric, TimeStep
 
 # ----------------------------------------------------------------------------- test doubles
 
@@ -494,6 +494,40 @@ def test_truncation_value_is_value_of_final_observation(agent, rollout_data):
     )
     _, value, _ = agent.evaluate(state.params, state.model_state, seq, start_carry[b : b + 1])
     np.testing.assert_allclose(value[0, -1], traj.truncation_value[b, t], atol=1e-5)
+
+
+class ScoredCueEnv(CueEnv):
+    """CueEnv declaring two episode metrics: correct answers (summed) and whether the
+    episode ended by the time limit (its last step)."""
+
+    episode_metrics = (
+        EpisodeMetric("correct", "correct", label="correct"),
+        EpisodeMetric("ended_by_time", "truncated", "last", 1),
+    )
+
+    def reset(self, key, params=None):
+        state, ts = super().reset(key, params)
+        return state, ts._replace(info={"correct": jnp.float32(0), "truncated": jnp.int32(0)})
+
+    def step(self, key, state, action, params=None):
+        state, ts = super().step(key, state, action, params)
+        info = {"correct": ts.reward, "truncated": ts.truncated.astype(jnp.int32)}
+        return state, ts._replace(info=info)
+
+
+def test_declared_episode_metrics_are_reported():
+    net = TinyGRUActorCritic(2, num_actions=2, rngs=nnx.Rngs(0))
+    agent = make_agent(ScoredCueEnv(), None, net, CONFIG)
+    state = agent.init(jax.random.key(2))
+    _, traj, _, _ = jax.jit(agent.rollout)(state)
+    done = np.asarray(traj.episode_done)
+    ended = np.asarray(traj.episode_metrics["ended_by_time"])[done]
+    np.testing.assert_array_equal(ended, np.asarray(traj.truncated)[done])
+    assert 0 < ended.sum() < done.sum()
+    _, metrics = agent.train(state, 2)
+    # one point per correct step: the summed metric is the episode return
+    np.testing.assert_array_equal(metrics["correct"], metrics["episode_return"])
+    assert np.all((np.asarray(metrics["ended_by_time"]) >= 0) & (metrics["ended_by_time"] <= 1))
 
 
 @pytest.mark.slow

@@ -61,6 +61,34 @@ def test_aggregate_no_episode_gives_nan():
     assert math.isnan(row["episode_return"])
 
 
+def test_aggregate_weights_declared_episode_metrics_by_episodes():
+    metrics = {
+        "env_steps": np.array([10.0, 20.0]),
+        "episodes": np.array([1.0, 3.0]),
+        "caught": np.array([2.0, 6.0]),
+        "other": np.array([2.0, 6.0]),
+    }
+    row = aggregate(metrics, 0, 1.0, 0.0, episode_metrics=("caught",))
+    assert row["caught"] == pytest.approx((2.0 * 1 + 6.0 * 3) / 4)
+    assert row["other"] == pytest.approx(4.0)  # not declared: a mean over updates
+
+
+def test_progress_display_shows_labelled_episode_metrics():
+    from rich.console import Console
+
+    from larvax.envs.core import EpisodeMetric
+    from larvax.training.logging import ProgressDisplay
+
+    declared = (EpisodeMetric("caught", "caught", label="prey"), EpisodeMetric("end", "end"))
+    display = ProgressDisplay(100, console=Console(file=open(os.devnull, "w")),
+                              episode_metrics=declared)  # fmt: skip
+    row = {"env_steps": 10, "steps_per_s": 5.0, "episode_return": 1.5, "caught": 2.0,
+           "end": 0.5, "loss": 0.25}  # fmt: skip
+    display.update(row)
+    stats = display._progress.tasks[0].fields["stats"]
+    assert stats == "return 1.50  prey 2.00  loss 0.2500"
+
+
 def test_every_preset_is_valid_and_listed():
     presets = C.list_presets()
     assert C.DEFAULT_PRESET in presets
