@@ -152,7 +152,7 @@ def run_mirror_check(agent, state, batches: int = 4) -> dict:
     def gap(state, key):
         sample, batch, _ = agent.learner_batch(state, key)
         mb = mirror_batch(batch, agent.env.reflect_observation, agent.mirror_actions)
-        args = (mb["observation"], mb["prev_action"], mb["prev_reward"], mb["start"])
+        args = (mb.observation, mb.prev_action, mb.prev_reward, mb.start)
 
         def q_from(carry):
             return agent.apply(state.params, state.rest, *args, carry)[1][:, c.burn_in :]
@@ -160,7 +160,7 @@ def run_mirror_check(agent, state, batches: int = 4) -> dict:
         q_exact = q_from(sample.extras["carry_mirror"])
         q_reuse = q_from(sample.extras["carry"])
         q_zero = q_from(agent.initialize_carry(c.batch_size))
-        mask = mb["has_action"][:, c.burn_in :]
+        mask = mb.has_action[:, c.burn_in :]
         m = mask[..., None].astype(jnp.float32)
         n = jnp.maximum(jnp.sum(m) * q_exact.shape[-1], 1.0)
 

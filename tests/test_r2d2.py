@@ -12,14 +12,14 @@ from flax import nnx
 
 from larvax.agents.r2d2 import (
     R2D2Config,
+    StoredStep,
     actor_epsilons,
     decompress_observation,
     make_agent,
     mirror_batch,
-    n_step_targets,
     r2d2_loss,
 )
-from larvax.envs.core import Box, Dict, Discrete, Environment, TimeStep
+from larvax.envs.core import Box, Dict, Discrete, Environment, EpisodeMetric, TimeStep
 
 # ----------------------------------------------------------------------------- toys
 
@@ -30,11 +30,12 @@ class CueEnv(Environment):
     observation: {"visual": float32 [2] photon counts (200 on the cue side at t = 0, else 0),
     "internal": float32 [1] = t / delay}. Actions: 0 left, 1 right, 2 wait. Reward at t = delay:
     +1 for the cue's side, -1 otherwise, then the episode terminates. With ``truncate_at``
-    (< delay) the episode is truncated instead. info["prey_caught"]: 1 on a correct answer.
-    Mirror: visual reversed, actions 0 <-> 1.
+    (< delay) the episode is truncated instead. info["prey_caught"]: 1 on a correct answer,
+    declared as an episode metric. Mirror: visual reversed, actions 0 <-> 1.
     """
 
     mirror_actions = np.array([1, 0, 2], np.int32)
+    episode_metrics = (EpisodeMetric("prey_caught", "prey_caught"),)
 
     def __init__(self, delay: int = 3, truncate_at: int | None = None):
         self.delay = delay
@@ -253,38 +254,6 @@ def test_actor_epsilons_log_spaced():
 # ----------------------------------------------------------------------------- targets, loss
 
 
-def test_n_step_targets_by_hand():
-    g, v = 0.5, np.array([10.0, 20.0, 30.0, 40.0, 50.0, 60.0], np.float32)
-    r = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], np.float32)
-    # steps 0..5 (T = 5 targets); step 2 -> 3 terminates, step 3 is the final observation
-    d = np.array([1, 1, 0, 1, 1, 1], np.float32)
-    has = np.array([1, 1, 1, 0, 1, 1], bool)
-    out = np.asarray(n_step_targets(*(jnp.asarray(x)[None] for x in (r, d, has, v)), 3, g))[0]
-    expected = [
-        1 + g * 2 + g**2 * 3 + 0.0,  # window reaches the final obs after a terminal step
-        2 + g * 3 + 0.0,  # stops at the final observation: no bootstrap (terminated)
-        3 + 0.0,  # 1-step, terminal
-        np.nan,  # final observation: no target
-        5 + g * v[5],  # sequence end after one step
-    ]
-    np.testing.assert_allclose(out[[0, 1, 2, 4]], np.array(expected)[[0, 1, 2, 4]], rtol=1e-6)
-    # truncation instead of termination: bootstrap from the final observation's value
-    d_tr = np.ones(6, np.float32)
-    out = np.asarray(n_step_targets(*(jnp.asarray(x)[None] for x in (r, d_tr, has, v)), 3, g))[0]
-    np.testing.assert_allclose(
-        out[:3],
-        [1 + g * 2 + g**2 * 3 + g**3 * v[3], 2 + g * 3 + g**2 * v[3], 3 + g * v[3]],
-        rtol=1e-6,
-    )
-    # an ordinary window of n = 3
-    has_all = np.ones(6, bool)
-    out = np.asarray(n_step_targets(*(jnp.asarray(x)[None] for x in (r, d_tr, has_all, v)), 3, g))[
-        0
-    ]
-    np.testing.assert_allclose(out[0], 1 + g * 2 + g**2 * 3 + g**3 * v[3], rtol=1e-6)
-    np.testing.assert_allclose(out[3], 4 + g * 5 + g**2 * v[5], rtol=1e-6)
-
-
 class ObsQ(nnx.Module):
     """Q-values read from the observation plus a bias parameter (for hand-computed losses)."""
 
@@ -303,7 +272,7 @@ def test_loss_with_rescaled_double_q_targets_by_hand():
     graphdef, params, rest = nnx.split(net, nnx.Param, ...)
     target = jax.tree.map(lambda p: p + jnp.array([1.0, -2.0]), params)
     q = np.array([[9.0, 9.0], [1, 2], [3, 0], [2.5, 4], [2, 1]], np.float32)  # burn-in + 4
-    batch = dict(
+    batch = StoredStep(
         observation={"q": jnp.asarray(q)[None]},
         prev_action=jnp.zeros((1, 5), jnp.int32),
         prev_reward=jnp.zeros((1, 5)),
@@ -350,13 +319,10 @@ def test_burn_in_steps_receive_no_gradient(agent, acted):
     carry = sample.extras["carry"]
 
     def loss_of(vis, carry):
-        b = dict(batch)
-        b["observation"] = dict(batch["observation"], visual=vis)
+        b = batch._replace(observation=dict(batch.observation, visual=vis))
         return agent._loss(state.params, state.target_params, state.rest, b, carry, w)[0]
 
-    g_obs, g_carry = jax.jit(jax.grad(loss_of, argnums=(0, 1)))(
-        batch["observation"]["visual"], carry
-    )
+    g_obs, g_carry = jax.jit(jax.grad(loss_of, argnums=(0, 1)))(batch.observation["visual"], carry)
     g_obs = np.asarray(g_obs)
     bi = agent.config.burn_in
     assert np.all(g_obs[:, :bi] == 0.0)
@@ -381,8 +347,7 @@ def test_stored_states_are_the_actor_states(agent, acted):
     assert np.all(np.isnan(np.asarray(metrics["loss"])))  # no learning in the first 4 updates
     rp, p = state.replay, agent.config.period
     apply = jax.jit(agent.apply)
-    steps = jax.tree.map(lambda x: x, rp.steps)
-    steps = dict(steps, observation=decompress_observation(steps["observation"]))
+    steps = rp.steps._replace(observation=decompress_observation(rp.steps.observation))
     msteps = mirror_batch(steps, agent.env.reflect_observation, agent.mirror_actions)
     for k in range(3):
         for stream, key in ((steps, "carry"), (msteps, "carry_mirror")):
@@ -391,10 +356,10 @@ def test_stored_states_are_the_actor_states(agent, acted):
             c1, _ = apply(
                 state.params,
                 state.rest,
-                chunk["observation"],
-                chunk["prev_action"],
-                chunk["prev_reward"],
-                chunk["start"],
+                chunk.observation,
+                chunk.prev_action,
+                chunk.prev_reward,
+                chunk.start,
                 c0,
             )
             for a, b in zip(jax.tree.leaves(c1), jax.tree.leaves(rp.extras[key]), strict=True):
@@ -420,7 +385,7 @@ def test_stored_states_are_the_actor_states(agent, acted):
 def test_stream_episode_boundaries_and_compact_observations(agent, acted):
     """CueEnv episodes: 4 actions then the final observation (no action), then a start."""
     rp = acted[0].replay
-    s = jax.tree.map(np.asarray, rp.steps)
+    s = jax.tree.map(np.asarray, rp.steps)._asdict()
     assert s["observation"]["visual"].dtype == np.uint8
     assert set(np.unique(s["observation"]["visual"])) <= {0, 200}  # exact photon counts
     has, start = s["has_action"][:, :16], s["start"][:, :16]
@@ -442,7 +407,7 @@ def test_sequences_cross_episode_starts_with_a_reset_carry(agent, acted):
     """A replayed sequence spanning a start gives, after the start, exactly what a fresh
     sequence from the zero state gives."""
     state = acted[0]
-    st = jax.tree.map(lambda x: x[:1, 0:8], state.replay.steps)  # steps 0..7, start at 5
+    st = jax.tree.map(lambda x: x[:1, 0:8], state.replay.steps)._asdict()  # start at 5
     st = dict(st, observation=decompress_observation(st["observation"]))
     c0 = jax.tree.map(lambda x: x[:1, 0], state.replay.extras["carry"])
     args = (st["observation"], st["prev_action"], st["prev_reward"], st["start"])
@@ -459,14 +424,18 @@ def test_mirror_batch_is_the_exact_mirror():
         "visual": jnp.array([[[200.0, 0.0], [0.0, 7.0]]]),
         "internal": jnp.array([[[0.1], [0.2]]]),
     }
-    batch = dict(
+    batch = StoredStep(
         observation=obs,
         action=jnp.array([[0, 1]]),
         prev_action=jnp.array([[-1, 2]]),
         reward=jnp.array([[1.0, -1.0]]),
         start=jnp.array([[True, False]]),
+        prev_reward=jnp.zeros((1, 2)),
+        discount=jnp.ones((1, 2)),
+        has_action=jnp.ones((1, 2), bool),
     )
-    m = mirror_batch(batch, env.reflect_observation, jnp.asarray(env.mirror_actions))
+    mirrored = mirror_batch(batch, env.reflect_observation, jnp.asarray(env.mirror_actions))
+    m = mirrored._asdict()
     np.testing.assert_array_equal(
         np.asarray(m["observation"]["visual"]), [[[0.0, 200.0], [7.0, 0.0]]]
     )
@@ -477,7 +446,7 @@ def test_mirror_batch_is_the_exact_mirror():
     assert np.asarray(m["prev_action"]).tolist() == [[-1, 2]]
     np.testing.assert_array_equal(np.asarray(m["reward"]), [[1.0, -1.0]])
     np.testing.assert_array_equal(np.asarray(m["start"]), [[True, False]])
-    mm = mirror_batch(m, env.reflect_observation, jnp.asarray(env.mirror_actions))
+    mm = mirror_batch(mirrored, env.reflect_observation, jnp.asarray(env.mirror_actions))
     for a, b in zip(jax.tree.leaves(mm), jax.tree.leaves(batch), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

@@ -8,12 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from larvax.agents.replay import (
-    SequenceReplay,
-    importance_weights,
-    replay_nbytes,
-    sequence_priority,
-)
+from larvax.agents.replay import SequenceReplay, replay_nbytes
 
 N, S, P, L = 2, 4, 3, 5  # actors, slots per actor, period, sequence length -> ring of 12 steps
 
@@ -96,18 +91,6 @@ def test_sampling_frequencies_follow_priorities_chi_square():
     chi = stats.chisquare(counts[keep], f_exp)
     assert chi.pvalue > 1e-3, (counts, draws * expected)
     np.testing.assert_allclose(np.asarray(sample.probability), expected[flat], rtol=1e-5)
-
-
-def test_importance_weights_and_priority_mix_by_hand():
-    p = jnp.array([0.1, 0.4, 0.2])
-    w = np.asarray(importance_weights(p, jnp.int32(10), 0.6))
-    raw = (10 * np.array([0.1, 0.4, 0.2])) ** -0.6
-    np.testing.assert_allclose(w, raw / raw.max(), rtol=1e-6)
-    assert w.max() == pytest.approx(1.0)
-    td = jnp.array([[1.0, -3.0, 2.0, 100.0], [0.5, 0.5, 0.5, 0.5]])
-    mask = jnp.array([[True, True, True, False], [True, True, False, False]])
-    prio = np.asarray(sequence_priority(jnp.abs(td), mask, 0.9))
-    np.testing.assert_allclose(prio, [0.9 * 3 + 0.1 * 2.0, 0.5], rtol=1e-6)
 
 
 def test_nbytes_matches_the_arrays():

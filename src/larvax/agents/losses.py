@@ -139,3 +139,128 @@ __all__ = [
     "generalized_advantages",
     "normalize_advantages",
 ]
+
+
+# ============================================================================= R2D2
+# Kapturowski et al. 2019, "Recurrent Experience Replay in Distributed Reinforcement Learning"
+# (R2D2); Schaul et al. 2016, "Prioritized Experience Replay". Tested by hand in
+# ``tests/test_losses_r2d2.py``.
+
+
+def n_step_targets(
+    rewards: Array, discounts: Array, has_action: Array, values: Array, n: int, gamma: float
+) -> Array:
+    """n-step returns that stop at an episode's final observation and at the sequence end.
+
+    For a sequence of T + 1 steps (index 0..T) and every t < T::
+
+        K_t = min(n, T - t, e_t - t),  e_t = first j > t with has_action[j] False
+        G_t = sum_{k<K_t} gamma^k (prod_{i<k} d_{t+i}) r_{t+k}
+              + gamma^K_t (prod_{i<K_t} d_{t+i}) v_{t+K_t}
+
+    rewards r, discounts d (0 after a terminal step, else 1), has_action: [B, T+1] (the reward
+    and discount of step j belong to the transition out of step j; a step without action is an
+    episode's final observation). values v [B, T+1]: bootstrap values (raw, not rescaled).
+    Returns G [B, T] (entries with has_action[t] False are meaningless; mask them).
+    """
+    tp1 = rewards.shape[-1]
+    t_len = tp1 - 1
+    idx = jnp.arange(t_len)
+    g = jnp.zeros(rewards.shape[:-1] + (t_len,), values.dtype)
+    disc = jnp.ones_like(g)
+    alive = has_action[..., :t_len]
+    for k in range(n):
+        j = idx + k  # <= T - 1 wherever alive
+        jc = jnp.minimum(j, t_len - 1)
+        nxt = jnp.minimum(j + 1, t_len)
+        g = g + jnp.where(alive, disc * rewards[..., jc], 0.0)
+        disc = jnp.where(alive, disc * gamma * discounts[..., jc], disc)
+        alive_next = alive & has_action[..., nxt] & (j + 1 < t_len) & (k + 1 < n)
+        stop = alive & ~alive_next
+        g = g + jnp.where(stop, disc * values[..., nxt], 0.0)
+        alive = alive_next
+    return g
+
+
+def rescaled_double_q_targets(
+    q_online: Array,
+    q_target: Array,
+    rewards: Array,
+    discounts: Array,
+    has_action: Array,
+    n: int,
+    gamma: float,
+    eps: float,
+) -> Array:
+    """R2D2's n-step double-Q targets with value rescaling (Kapturowski et al. 2019, eq. 1).
+
+    With h(x) = sign(x)(sqrt(|x|+1)-1) + eps x (``rlax.signed_hyperbolic``) and its inverse
+    h^-1 (``rlax.signed_parabolic``)::
+
+        a*_j = argmax_a Q(o_j, a; theta)                 (double Q: the online network picks)
+        v_j  = h^-1(Q(o_j, a*_j; theta^-))               (the target network values)
+        y_t  = h(G_t),  G_t the n-step return of ``n_step_targets`` over (r, d, v)
+
+    q_online, q_target: [B, T+1, A] Q-values of the trace; rewards, discounts, has_action:
+    [B, T+1] (see ``n_step_targets``). Returns y [B, T] under stop-gradient.
+    """
+    sg = jax.lax.stop_gradient
+    a_star = jnp.argmax(sg(q_online), axis=-1)
+    v = rlax.signed_parabolic(jnp.take_along_axis(sg(q_target), a_star[..., None], -1)[..., 0], eps)
+    g = n_step_targets(rewards, discounts, has_action, v, n, gamma)
+    return sg(rlax.signed_hyperbolic(g, eps))
+
+
+def sequence_td_loss(
+    q_taken: Array, targets: Array, mask: Array, weights: Array
+) -> tuple[Array, Array]:
+    """Importance-weighted squared TD loss over sequences (Kapturowski et al. 2019, sec. 2.3).
+
+    ::
+
+        d_bt = Q(o_t, a_t; theta) - y_t        (0 where mask is False)
+        L    = mean_b w_b * 0.5 * sum_t d_bt^2 / max(1, sum_t mask_bt)
+
+    q_taken: [B, T] the online Q-values of the actions taken; targets y: [B, T]; mask: bool
+    [B, T] (steps with an action); weights w: [B] importance weights. Returns (L, d [B, T]).
+    """
+    td = jnp.where(mask, q_taken - targets, 0.0)
+    m = mask.astype(jnp.float32)
+    per_seq = 0.5 * jnp.sum(td**2, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
+    return jnp.mean(weights * per_seq), td
+
+
+def sequence_priority(abs_td: Array, mask: Array, max_weight: float) -> Array:
+    """R2D2 priority (Kapturowski et al. 2019, sec. 2.3): eta * max_t |d_t| + (1-eta) * mean_t |d_t|.
+
+    abs_td: float32 [B, T]; mask: bool [B, T] (steps that count); returns float32 [B].
+    """
+    m = mask.astype(abs_td.dtype)
+    mx = jnp.max(jnp.where(mask, abs_td, 0.0), axis=-1)
+    mean = jnp.sum(abs_td * m, axis=-1) / jnp.maximum(jnp.sum(m, axis=-1), 1.0)
+    return max_weight * mx + (1.0 - max_weight) * mean
+
+
+def importance_weights(
+    probability: Array, num_valid: Array, exponent: float, axis_name: str | None = None
+) -> Array:
+    """Prioritised-replay importance weights (Schaul et al. 2016, sec. 3.4).
+
+    w_i = (N * P(i)) ** -beta / max_j w_j, with N the number of valid items and the max over
+    the batch (and, with ``axis_name``, over the devices of that mapped axis).
+    probability: float32 [B]; num_valid: int scalar; returns float32 [B] in (0, 1].
+    """
+    w = jnp.power(num_valid.astype(jnp.float32) * probability, -exponent)
+    largest = jnp.max(w)
+    if axis_name is not None:
+        largest = jax.lax.pmax(largest, axis_name)
+    return w / largest
+
+
+__all__ += [
+    "importance_weights",
+    "n_step_targets",
+    "rescaled_double_q_targets",
+    "sequence_priority",
+    "sequence_td_loss",
+]

@@ -33,8 +33,10 @@ Memory: a buffer of capacity ``C = N * S`` items costs
 ``C * period * bytes_per_step + C * (bytes_per_item + 4)`` bytes (``replay_nbytes``).
 
 Episode boundaries are the caller's business: the buffer stores the actor's stream as is.
-R2D2 (``larvax.agents.r2d2``) lets sequences cross episode starts (the ``start`` flag resets
-the recurrent state there) and stops n-step returns at each episode's final observation.
+R2D2 (``larvax.agents.r2d2``) stores one ``StoredStep`` per actor tick, lets sequences cross
+episode starts (the ``start`` flag resets the recurrent state there) and stops n-step returns
+at each episode's final observation. Its priorities and importance weights are computed in
+``larvax.agents.losses``.
 """
 
 from __future__ import annotations
@@ -250,32 +252,9 @@ def replay_nbytes(capacity: int, period: int, bytes_per_step: int, bytes_per_ite
     return int(capacity) * (int(period) * int(bytes_per_step) + int(bytes_per_item) + 4)
 
 
-def importance_weights(probability: Array, num_valid: Array, exponent: float) -> Array:
-    """Prioritised-replay importance weights (Schaul et al. 2016, eq. in sec. 3.4).
-
-    w_i = (N * P(i)) ** -beta / max_j w_j over the batch, with N the number of valid items.
-    probability: float32 [B]; returns float32 [B] in (0, 1].
-    """
-    w = jnp.power(num_valid.astype(jnp.float32) * probability, -exponent)
-    return w / jnp.max(w)
-
-
-def sequence_priority(abs_td: Array, mask: Array, max_weight: float) -> Array:
-    """R2D2 priority (Kapturowski et al. 2019, sec. 2.3): eta * max_t |d_t| + (1-eta) * mean_t |d_t|.
-
-    abs_td: float32 [B, T]; mask: bool [B, T] (steps that count); returns float32 [B].
-    """
-    m = mask.astype(abs_td.dtype)
-    mx = jnp.max(jnp.where(mask, abs_td, 0.0), axis=-1)
-    mean = jnp.sum(abs_td * m, axis=-1) / jnp.maximum(jnp.sum(m, axis=-1), 1.0)
-    return max_weight * mx + (1.0 - max_weight) * mean
-
-
 __all__ = [
     "ReplayState",
     "Sample",
     "SequenceReplay",
-    "importance_weights",
     "replay_nbytes",
-    "sequence_priority",
 ]
