@@ -430,9 +430,9 @@ def finish(run_dir: Path, cfg: dict, rows: list[dict], episode_metrics=()) -> di
         "wall_time_s": float(col("wall_time_s")[-1]) if rows else 0.0,
         "episodes": float(np.nansum(col("episodes"))) if rows and "episodes" in rows[0] else 0.0,
     }
+    declared = [m.name for m in episode_metrics]
     if rows:
         tail = max(1, len(rows) // 10)
-        declared = [m.name for m in episode_metrics]
         for name in ("episode_return", *declared, "episode_length", "loss"):
             if name in rows[0]:
                 values = col(name)[-tail:]
@@ -441,7 +441,7 @@ def finish(run_dir: Path, cfg: dict, rows: list[dict], episode_metrics=()) -> di
         summary["mean_steps_per_s"] = float(np.nanmean(col("steps_per_s")))
     _write_json_atomic(run_dir / "summary.json", summary)
     if rows:
-        panels = ("episode_return", *[m.name for m in episode_metrics][:1], "loss")
+        panels = ("episode_return", *declared[:1], "loss")
         title = cfg.get("description", "")
         learning_curve(rows, run_dir / "learning_curve.png", title=title, panels=panels)
     return summary
