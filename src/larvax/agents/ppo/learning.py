@@ -5,12 +5,15 @@ Minibatches are whole sequences: the environments are shuffled and split into
 ``num_minibatches`` groups; each group is replayed over all ``rollout_length`` steps from
 the stored rollout-start carry (gradient stopped) with the stored start flags, so before
 the first step the replay reproduces the rollout's log-probs and values exactly.
+
+The functions take the agent (:class:`larvax.agents.ppo.agent.PPOAgent`) first: its
+config, network, optimiser and learning-rate schedule.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,9 +27,6 @@ from larvax.agents.losses import (
 )
 from larvax.agents.ppo.rollout import _is_categorical, rollout
 from larvax.agents.ppo.state import Rollout, TrainState
-
-if TYPE_CHECKING:
-    from larvax.agents.ppo.agent import PPOAgent
 
 Array = jax.Array
 PyTree = Any
@@ -52,7 +52,7 @@ def log_prob_and_entropy(dist, action: Array) -> tuple[Array, Array]:
     return dist.log_prob(action), dist.entropy()
 
 
-def evaluate(agent: PPOAgent, params, model_state, traj: Rollout, start_carry: PyTree):
+def evaluate(agent, params, model_state, traj: Rollout, start_carry: PyTree):
     """Replay whole sequences ``[b, T]`` from ``start_carry`` (gradient stopped).
 
     Returns ``(log_prob [b, T], value [b, T], entropy [b, T])`` under ``params``.
@@ -69,7 +69,7 @@ def evaluate(agent: PPOAgent, params, model_state, traj: Rollout, start_carry: P
     return log_prob, value, entropy
 
 
-def loss(agent: PPOAgent, params, model_state, traj: Rollout, start_carry, advantages, returns):
+def loss(agent, params, model_state, traj: Rollout, start_carry, advantages, returns):
     """PPO loss of one minibatch of whole sequences; returns ``(loss, aux metrics)``.
 
     ``L = L^CLIP + vf_coef * L^V - ent_coef * mean(entropy)`` (see
@@ -102,7 +102,7 @@ def advantages_and_returns(config, traj: Rollout, last_value: Array) -> tuple[Ar
     )
 
 
-def optimise(agent: PPOAgent, state: TrainState, traj, start_carry, advantages, returns):
+def optimise(agent, state: TrainState, traj, start_carry, advantages, returns):
     """``num_epochs`` x ``num_minibatches`` Adam steps on whole sequences, split along the
     environments by a fresh permutation per epoch. Returns ``(state, aux [E, M])``."""
     c = agent.config
@@ -141,7 +141,7 @@ def _nanmean_where(values: Array, mask: Array) -> tuple[Array, Array]:
     return jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan), count
 
 
-def update_metrics(agent: PPOAgent, state: TrainState, traj: Rollout, advantages, aux) -> dict:
+def update_metrics(agent, state: TrainState, traj: Rollout, advantages, aux) -> dict:
     """The update's float32 scalar metrics: episode statistics (means over the episodes
     that ended, NaN if none; the environment's declared metrics under their names), the
     loss terms averaged over the gradient steps, and the learning rate in use."""
@@ -166,7 +166,7 @@ def update_metrics(agent: PPOAgent, state: TrainState, traj: Rollout, advantages
     return metrics
 
 
-def update(agent: PPOAgent, state: TrainState, _=None) -> tuple[TrainState, dict]:
+def update(agent, state: TrainState, _=None) -> tuple[TrainState, dict]:
     """One PPO iteration, top to bottom: rollout, GAE, epochs x minibatches of Adam steps."""
     state, traj, start_carry, last_value = rollout(agent, state)
     advantages, returns = advantages_and_returns(agent.config, traj, last_value)

@@ -5,20 +5,20 @@ Every step feeds the network ``(observation, prev_action, prev_reward, starts, c
 at an episode's first step ``prev_action = -1`` (discrete) or zeros (continuous),
 ``prev_reward = 0`` and ``starts = True``. A truncated episode is bootstrapped from the
 value of ``info["final_observation"]`` under the ending episode's carry.
+
+The functions take the agent (:class:`larvax.agents.ppo.agent.PPOAgent`) first: its
+config, wrapped environment, network and action helpers.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import distrax
 import jax
 import jax.numpy as jnp
 
 from larvax.agents.ppo.state import Rollout, TrainState
-
-if TYPE_CHECKING:
-    from larvax.agents.ppo.agent import PPOAgent
 
 Array = jax.Array
 PyTree = Any
@@ -38,7 +38,7 @@ def _is_categorical(dist) -> bool:
     return type(dist) is distrax.Categorical and dist._logits is not None
 
 
-def rollout_keys(agent: PPOAgent, model, state: TrainState, rollout_key: Array):
+def rollout_keys(agent, model, state: TrainState, rollout_key: Array):
     """Every step's random keys (and Gumbel noise), drawn before the rollout loop.
 
     Step ``t`` uses ``key_action, key_env = split(split(rollout_key, T)[t])``; the
@@ -89,7 +89,7 @@ def _policy_step(model, obs, prev_action, prev_reward, starts, carry, key_action
     return carry, action[:, 0], log_prob[:, 0], value[:, 0]
 
 
-def _episode_ends(agent: PPOAgent, model, ts, action, reward, carry):
+def _episode_ends(agent, model, ts, action, reward, carry):
     """``(terminated, truncated, truncation_value)`` of one step, all ``[B]``.
 
     With ``bootstrap_truncated`` the truncation value is V(final observation) under the
@@ -117,7 +117,7 @@ def _episode_ends(agent: PPOAgent, model, ts, action, reward, carry):
     return terminated, truncated, value
 
 
-def _env_step(agent: PPOAgent, model, runner, keys):
+def _env_step(agent, model, runner, keys):
     """The ``lax.scan`` body: act, step the environments, record a :class:`Rollout` step."""
     env_state, obs, prev_carry, prev_action, prev_reward, starts = runner
     key_action, keys_env, noise = keys
@@ -158,7 +158,7 @@ def _env_step(agent: PPOAgent, model, runner, keys):
     return (env_state, ts.observation, carry, next_prev_action, next_prev_reward, done), transition
 
 
-def rollout(agent: PPOAgent, state: TrainState) -> tuple[TrainState, Rollout, PyTree, Array]:
+def rollout(agent, state: TrainState) -> tuple[TrainState, Rollout, PyTree, Array]:
     """Collect ``rollout_length`` steps of ``num_envs`` environments.
 
     Returns ``(state, rollout, start_carry, last_value)``: ``rollout`` batch-major
