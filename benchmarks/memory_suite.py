@@ -71,8 +71,6 @@ TORSO_OVERRIDES = {
 THRESHOLD = 0.9
 
 
-
-
 def run_one(task: str, torso: str, time_budget: float, seed: int, max_steps: int | None) -> dict:
     from larvax.agents.base import make_agent
     from larvax.envs import make

@@ -91,8 +91,6 @@ AGENT_CONFIG = {
 }
 
 
-
-
 def bench_variant(name: str, updates: int, repeats: int, seed: int) -> dict:
     from larvax.agents.ppo import make_agent
     from larvax.envs import make

@@ -60,8 +60,6 @@ from _common import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-
-
 def build(args, num_envs: int, extra: dict | None = None):
     import yaml
 
@@ -521,9 +519,7 @@ def main(argv=None) -> dict:
         "--env", action="append", metavar="KEY=VALUE", help="Simfish field (throughput world)"
     )
     p.add_argument("--network", default="r2d2_simfish")
-    p.add_argument(
-        "--train-preset", default="r2d2-simfish", help="larvax train preset (learning)"
-    )
+    p.add_argument("--train-preset", default="r2d2-simfish", help="larvax train preset (learning)")
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="larvax train override (learning)"
     )

@@ -88,8 +88,6 @@ def time_model(model, batch: int, length: int, features: int, repeats: int, seed
     return compile_s, times
 
 
-
-
 def print_table(rows: list[dict], ratio_length: int) -> None:
     headers = [
         "model",

@@ -78,20 +78,34 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "simfish_env_sharded.json"))
+    ap.add_argument(
+        "--out", default=str(Path(__file__).parent / "results" / "simfish_env_sharded.json")
+    )
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker, args.batch, args.steps, args.repeats)))
         return 0
     results = []
     for n in args.devices:
-        cmd = [sys.executable, __file__, "--worker", str(n), "--batch", str(args.batch),
-               "--steps", str(args.steps), "--repeats", str(args.repeats)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            str(n),
+            "--batch",
+            str(args.batch),
+            "--steps",
+            str(args.steps),
+            "--repeats",
+            str(args.repeats),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         r = results[-1]
-        print(f"devices {n}: {r['env_steps_per_s']:>10,.0f} env steps/s at batch {args.batch} "
-              f"(x{r['speedup_vs_reference']:.0f} the reference), compile {r['compile_and_first_call_s']} s")
+        print(
+            f"devices {n}: {r['env_steps_per_s']:>10,.0f} env steps/s at batch {args.batch} "
+            f"(x{r['speedup_vs_reference']:.0f} the reference), compile {r['compile_and_first_call_s']} s"
+        )
     import jax
 
     import larvax
@@ -99,10 +113,16 @@ def main(argv=None) -> int:
     record = {
         "benchmark": "simfish_env_sharded",
         "command": " ".join([sys.executable, *sys.argv]),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "load_average": list(os.getloadavg())},
-        "versions": {"python": platform.python_version(), "jax": jax.__version__,
-                     "larvax": larvax.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "load_average": list(os.getloadavg()),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "larvax": larvax.__version__,
+        },
         "params": {"preset": "normal", "eyes_shot_noise": True},
         "reference_steps_per_s": REFERENCE_STEPS_PER_S,
         "results": results,

@@ -82,7 +82,9 @@ def make_dummy(env, env_params, network, config):
     allowed = set(DummyConfig.__dataclass_fields__)
     for k in config:
         if k not in allowed:
-            raise ValueError(f"agent_config.{k}: unknown field; allowed: {', '.join(sorted(allowed))}")
+            raise ValueError(
+                f"agent_config.{k}: unknown field; allowed: {', '.join(sorted(allowed))}"
+            )
     return DummyAgent(DummyConfig(**config))
 
 

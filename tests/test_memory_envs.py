@@ -234,7 +234,9 @@ def test_random_policy_return_matches_popgym(name, envs):
     se = np.sqrt(ours.var() / len(ours) + theirs.var() / len(theirs))
     assert abs(ours.mean() - theirs.mean()) < 4 * se + 1e-6
     if RANDOM_EXPECTED[name] is not None:
-        assert ours.mean() == pytest.approx(RANDOM_EXPECTED[name], abs=float(4 * ours.std() / 20 + 1e-6))
+        assert ours.mean() == pytest.approx(
+            RANDOM_EXPECTED[name], abs=float(4 * ours.std() / 20 + 1e-6)
+        )
     else:  # random CartPole falls after ~22 of 200 steps
         assert 0.05 < ours.mean() < 0.2
 

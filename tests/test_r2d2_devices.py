@@ -40,13 +40,27 @@ def test_device_count_is_validated():
     with pytest.raises(ValueError, match=r"num_devices=0"):
         R2D2Config(num_devices=0)
     with pytest.raises(ValueError, match=r"num_devices=64 but JAX sees 2 device"):
-        make_agent(CueEnv(), None, tiny_net(), dict(CFG, num_envs=64, batch_size=64,
-                                                    replay_capacity=512, min_replay_size=64,
-                                                    num_devices=64))
+        make_agent(
+            CueEnv(),
+            None,
+            tiny_net(),
+            dict(
+                CFG,
+                num_envs=64,
+                batch_size=64,
+                replay_capacity=512,
+                min_replay_size=64,
+                num_devices=64,
+            ),
+        )
     # "auto": the most devices dividing num_envs and batch_size
     assert make_agent(CueEnv(), None, tiny_net(), dict(CFG, num_devices="auto")).num_devices == 2
-    odd = make_agent(CueEnv(), None, tiny_net(), dict(CFG, batch_size=3, num_devices="auto",
-                                                      samples_per_insert=0.75))
+    odd = make_agent(
+        CueEnv(),
+        None,
+        tiny_net(),
+        dict(CFG, batch_size=3, num_devices="auto", samples_per_insert=0.75),
+    )
     assert odd.num_devices == 1
 
 
@@ -87,8 +101,9 @@ def test_two_device_gradient_step_is_the_full_batch_step(agents, acted_both):
     p2, _, loss2, _ = step(a2, row)
     np.testing.assert_allclose(float(loss1), float(loss2), rtol=1e-5)
     changed = False
-    for x, y, x0 in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), jax.tree.leaves(state.params),
-                        strict=True):
+    for x, y, x0 in zip(
+        jax.tree.leaves(p1), jax.tree.leaves(p2), jax.tree.leaves(state.params), strict=True
+    ):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-6)
         changed |= not np.allclose(np.asarray(x), np.asarray(x0))
     assert changed
@@ -117,11 +132,18 @@ def _loop_cfg():
         "name": "r2d2-two-devices",
         "agent": "r2d2",
         "env": {"name": "RepeatPreviousEasy"},
-        "network": {"name": "recurrent_q", "hidden_size": 8, "mlp_hidden": [8],
-                    "head_hidden": [8]},
+        "network": {"name": "recurrent_q", "hidden_size": 8, "mlp_hidden": [8], "head_hidden": [8]},
         "agent_config": dict(
-            burn_in=2, trace_length=5, period=4, n_step=2, batch_size=2, num_envs=4,
-            replay_capacity=32, min_replay_size=16, target_update_period=3, num_devices=2,
+            burn_in=2,
+            trace_length=5,
+            period=4,
+            n_step=2,
+            batch_size=2,
+            num_envs=4,
+            replay_capacity=32,
+            min_replay_size=16,
+            target_update_period=3,
+            num_devices=2,
         ),
         "total_env_steps": 16 * 8,
         "seed": 0,

@@ -56,8 +56,15 @@ def test_aggregate_weights_episode_statistics_by_episodes():
 
 def test_aggregate_no_episode_gives_nan():
     row = aggregate(
-        {"env_steps": np.array([4.0]), "episodes": np.array([0.0]),
-         "episode_return": np.array([np.nan])}, 0, 1.0, 0.0)
+        {
+            "env_steps": np.array([4.0]),
+            "episodes": np.array([0.0]),
+            "episode_return": np.array([np.nan]),
+        },
+        0,
+        1.0,
+        0.0,
+    )
     assert math.isnan(row["episode_return"])
 
 
@@ -99,7 +106,9 @@ def test_every_preset_is_valid_and_listed():
 
 
 def test_overrides_are_typed_and_dotted():
-    cfg = C.validate(dummy_config(agent_config={"num_envs": 4}, network={"name": "x", "torso": "gru"}))
+    cfg = C.validate(
+        dummy_config(agent_config={"num_envs": 4}, network={"name": "x", "torso": "gru"})
+    )
     out = C.apply_override(cfg, "agent_config.num_envs=8")
     assert out["agent_config"]["num_envs"] == 8
     out = C.apply_override(cfg, "torso=lru")  # bare key naming one nested field
@@ -113,8 +122,10 @@ def test_overrides_are_typed_and_dotted():
     with pytest.raises(C.ConfigError, match="key=value"):
         C.apply_override(cfg, "seed")
     with pytest.raises(C.ConfigError, match="ambiguous"):
-        C.apply_override(C.validate(dummy_config(env={"name": "a", "n": 1},
-                                                 network={"name": "b", "n": 2})), "n=3")
+        C.apply_override(
+            C.validate(dummy_config(env={"name": "a", "n": 1}, network={"name": "b", "n": 2})),
+            "n=3",
+        )
 
 
 def test_bad_configs_name_the_problem(tmp_path):
@@ -203,7 +214,10 @@ def test_existing_run_dir_is_refused(reference_rows, tmp_path):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     d = tmp_path / "run"
     cfg = dummy_config(agent_config={"nan_at_update": 5})
-    with pytest.raises(TrainingDiverged, match=r"loss became NaN or infinite between updates 4 and 6; the last good checkpoint \(update 4\)"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"loss became NaN or infinite between updates 4 and 6; the last good checkpoint \(update 4\)",
+    ):
         run(cfg, run_dir=d, progress=False)
     assert json.loads((d / "run.json").read_text())["status"] == "failed"
     rows = list(csv_rows(d))
@@ -234,8 +248,11 @@ def test_mismatched_checkpoint_gives_clear_error(tmp_path):
     from larvax.training.checkpoint import Checkpointer
 
     ck = Checkpointer(d / "checkpoints")
-    ck.save(3, {"other": jnp.zeros(2)}, {"updates": 3, "env_steps": 96, "csv_rows": 1,
-                                          "wall_time_s": 0.0})
+    ck.save(
+        3,
+        {"other": jnp.zeros(2)},
+        {"updates": 3, "env_steps": 96, "csv_rows": 1, "wall_time_s": 0.0},
+    )
     ck.close()
     with pytest.raises(CheckpointError):
         run(None, run_dir=d, resume=True, progress=False)
@@ -258,9 +275,19 @@ def test_sigkill_then_resume_continues_consistently(reference_rows, tmp_path):
     helper = str(Path(__file__).parent / "loop_helpers.py")
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.Popen(
-        [sys.executable, helper, "train", "--config", str(cfg_file), "--run-dir", str(d),
-         "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            helper,
+            "train",
+            "--config",
+            str(cfg_file),
+            "--run-dir",
+            str(d),
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -278,7 +305,10 @@ def test_sigkill_then_resume_continues_consistently(reference_rows, tmp_path):
     assert 4 <= killed_rows < 12
     out = subprocess.run(
         [sys.executable, helper, "train", "--resume", str(d), "--no-progress"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     rows = list(csv_rows(d))
@@ -294,8 +324,11 @@ def run_rows_chunk1(ref):
     import tempfile
 
     with tempfile.TemporaryDirectory() as t:
-        r = run(dummy_config(chunk_updates=1, agent_config={"sleep_s": 0.0}),
-                run_dir=Path(t) / "r", progress=False)
+        r = run(
+            dummy_config(chunk_updates=1, agent_config={"sleep_s": 0.0}),
+            run_dir=Path(t) / "r",
+            progress=False,
+        )
         return strip_timing(r.rows)
 
 
@@ -303,8 +336,14 @@ def test_nan_loss_before_learning_is_not_divergence():
     from larvax.training.loop import _nonfinite_loss
 
     nan = float("nan")
-    assert _nonfinite_loss({"loss": np.array([nan, nan]), "learner_steps": np.array([0.0, 0.0])}) is None
-    assert _nonfinite_loss({"loss": np.array([nan, nan]), "learner_steps": np.array([0.0, 2.0])}) == "loss"
+    assert (
+        _nonfinite_loss({"loss": np.array([nan, nan]), "learner_steps": np.array([0.0, 0.0])})
+        is None
+    )
+    assert (
+        _nonfinite_loss({"loss": np.array([nan, nan]), "learner_steps": np.array([0.0, 2.0])})
+        == "loss"
+    )
     assert _nonfinite_loss({"loss": np.array([1.0, np.inf])}) == "loss"
     assert _nonfinite_loss({"q_loss": np.array([1.0, nan])}) == "q_loss"
 
