@@ -107,3 +107,4 @@ def test_actor_critic_dense_gradients_match_plain_autodiff(name):
     assert len(got) == len(want) > 0
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, atol=1e-6, rtol=1e-5)
+    assert any(float(jnp.abs(w).max()) > 0 for w in want)

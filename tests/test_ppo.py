@@ -401,46 +401,6 @@ def test_categorical_log_prob_and_entropy_hand_computed():
     assert np.all(np.asarray(log_prob) == -np.inf)
 
 
-@pytest.mark.parametrize("name", ["actor_critic", "shared_actor_critic"])
-def test_actor_critic_dense_gradients_match_plain_autodiff(name):
-    """The actor-critics' Linear layers use a hand-written matmul backward pass; their
-    gradients equal jax.grad through plain lax.dot_general ([B, T, F] inputs, OAR)."""
-    from larvax.networks import fast_ops, registry
-
-    net = registry.create(
-        name, obs_dim=3, num_actions=2, hidden=[5], hidden_size=4, torso="gru",
-        use_prev_action=True, use_prev_reward=True, seed=0,
-    )  # fmt: skip
-    linears = [m for _, m in nnx.iter_graph(net) if isinstance(m, nnx.Linear)]
-    assert linears and all(m.dot_general is fast_ops.dense_dot_general for m in linears)
-    keys = jax.random.split(jax.random.key(1), 4)
-    obs = jax.random.normal(keys[0], (2, 3, 3))
-    prev_action = jax.random.randint(keys[1], (2, 3), -1, 2)
-    prev_reward = jax.random.normal(keys[2], (2, 3))
-    starts = jnp.zeros((2, 3), bool).at[:, 0].set(True)
-    weights = jax.random.normal(keys[3], (2, 3))
-
-    def grads(model):
-        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-
-        def loss(params):
-            _, (dist, value) = nnx.merge(graphdef, params, rest)(
-                obs, prev_action, prev_reward, starts, None
-            )
-            return jnp.sum(weights * (dist.log_prob(jnp.ones((2, 3), jnp.int32)) + value))
-
-        return jax.tree.leaves(jax.grad(loss)(params))
-
-    got = grads(net)
-    for m in linears:
-        m.dot_general = jax.lax.dot_general
-    want = grads(net)
-    assert len(got) == len(want) > 0
-    for g, w in zip(got, want, strict=True):
-        np.testing.assert_allclose(g, w, atol=1e-6, rtol=1e-5)
-    assert any(float(jnp.abs(w).max()) > 0 for w in want)
-
-
 # ----------------------------------------------------------------------------- library network
 
 
