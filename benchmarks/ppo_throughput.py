@@ -18,15 +18,27 @@ Variants (``--variants``, default all):
 - ``mlp64``: separate actor and critic MLPs, 2 x 64 tanh - PureJaxRL's CartPole network.
 - ``mlp128-shared``: one 2 x 128 tanh MLP shared by actor and critic.
 
-Reference on the same 2-core CPU (numbers given in the issue): Memorax 1.0.1 ~4,000
-steps/s (separate GRUs) and ~41,000 (MLP 128); PureJaxRL ~8,000 (shared GRU) and ~65,000
-(MLP 128), ~165,000 (MLP 64).
+Peer in the same run (``--purejaxrl DIR``): PureJaxRL's own ``ppo.py`` (separate actor and
+critic MLPs, 2 x 64 tanh: the same network as ``mlp64``) and ``ppo_rnn.py`` (Dense(128)+ReLU
+embedding, one shared GRU(128), then actor and critic heads with one Dense(128)+ReLU layer
+each, so a quarter more multiply-adds per step than ``gru128-shared``'s linear heads) with
+the same configuration (8 x 128, 4 x 4, lr 2.5e-4 annealed), timed the same way
+(``jax.jit(make_train(config))``, one untimed compiling call, then ``--repeats`` calls of
+``--updates`` updates). DIR is a checkout of github.com/luchris429/purejaxrl (its
+``purejaxrl`` folder); it needs ``gymnax`` 0.0.8 on ``--peer-path`` (``pip install --no-deps
+--target DIR gymnax==0.0.8``). Small run-time shims let that code run on this JAX and Flax
+(``jax.tree_map``, ``GRUCell(features=128)``, empty stand-ins for the brax and navix modules
+its wrappers import but CartPole never uses); the peer's code is not part of larvax.
+Figures quoted without a peer run: Memorax 1.0.1 ~4,000 steps/s (separate GRUs) and ~41,000
+(MLP 128) on a 2-core CPU.
 
 Usage::
 
     python benchmarks/ppo_throughput.py                 # full: 50 updates x 5 timed calls
     python benchmarks/ppo_throughput.py --quick         # smoke: 5 updates x 1 call
     python benchmarks/ppo_throughput.py --variants gru128-shared,mlp64 --updates 100
+    python benchmarks/ppo_throughput.py --updates 30 --repeats 3 \
+        --purejaxrl /tmp/purejaxrl/purejaxrl --peer-path /tmp/gymnax008
 
 Writes ``benchmarks/results/ppo_throughput.json`` (or ``--out``).
 """
@@ -67,12 +79,11 @@ VARIANTS = {
     },
 }  # fmt: skip
 REFERENCE = {
-    "gru128-shared": {"PureJaxRL (shared GRU 128)": 8_000},
     "gru128-separate": {"Memorax 1.0.1 (separate GRUs 128)": 4_000},
-    "mlp128": {"PureJaxRL (MLP 128)": 65_000, "Memorax 1.0.1 (MLP 128)": 41_000},
-    "mlp64": {"PureJaxRL (MLP 64)": 165_000},
-    "mlp128-shared": {"PureJaxRL (MLP 128)": 65_000},
+    "mlp128": {"Memorax 1.0.1 (MLP 128)": 41_000},
 }
+# PureJaxRL module timed beside a larvax variant by --purejaxrl
+PEERS = {"gru128-shared": "ppo_rnn", "mlp64": "ppo"}
 AGENT_CONFIG = {
     "num_envs": 8,
     "rollout_length": 128,
@@ -129,17 +140,84 @@ def bench_variant(name: str, updates: int, repeats: int, seed: int) -> dict:
     }
 
 
+def _peer_shims(peer_path: str) -> None:
+    """Let PureJaxRL's CartPole code import and run on this JAX and Flax (see the docstring)."""
+    import types
+
+    import flax.linen as nn
+
+    sys.path.insert(0, peer_path)
+    for name in ("brax", "brax.envs", "brax.envs.wrappers", "brax.envs.wrappers.training", "navix"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    training = sys.modules["brax.envs.wrappers.training"]
+    training.EpisodeWrapper = training.AutoResetWrapper = object
+    sys.modules["brax"].envs = sys.modules["brax.envs"]
+    if not hasattr(jax, "tree_map"):
+        jax.tree_map = jax.tree_util.tree_map
+
+    class GRUCell128(nn.GRUCell):
+        features: int = 128
+
+    nn.GRUCell = GRUCell128
+
+
+def bench_purejaxrl(module: str, src: str, peer_path: str, updates: int, repeats: int) -> dict:
+    """Time PureJaxRL's ``module`` (``ppo`` or ``ppo_rnn``) from the checkout ``src``."""
+    import importlib
+
+    import jax.numpy as jnp
+
+    _peer_shims(peer_path)
+    sys.path.insert(0, src)
+    mod = importlib.import_module(module)
+    if module == "ppo_rnn":
+        mod.ScannedRNN.initialize_carry = staticmethod(lambda b, h: jnp.zeros((b, h)))
+    c = AGENT_CONFIG
+    config = {
+        "LR": c["learning_rate"], "NUM_ENVS": c["num_envs"], "NUM_STEPS": c["rollout_length"],
+        "TOTAL_TIMESTEPS": updates * c["num_envs"] * c["rollout_length"],
+        "UPDATE_EPOCHS": c["num_epochs"], "NUM_MINIBATCHES": c["num_minibatches"],
+        "GAMMA": c["discount"], "GAE_LAMBDA": c["gae_lambda"], "CLIP_EPS": c["clip_eps"],
+        "ENT_COEF": c["ent_coef"], "VF_COEF": c["vf_coef"], "MAX_GRAD_NORM": c["max_grad_norm"],
+        "ACTIVATION": "tanh", "ENV_NAME": "CartPole-v1", "ANNEAL_LR": True, "DEBUG": False,
+    }  # fmt: skip
+    train = jax.jit(mod.make_train(config))
+    t0 = time.perf_counter()
+    jax.block_until_ready(train(jax.random.key(0)))
+    compile_s = time.perf_counter() - t0
+    steps = updates * c["num_envs"] * c["rollout_length"]
+    rates = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(train(jax.random.key(i + 1)))
+        rates.append(steps / (time.perf_counter() - t0))
+    return {
+        "module": f"purejaxrl/{module}.py",
+        "compile_and_first_call_s": round(compile_s, 2),
+        "steps_per_s": round(repeats / sum(1 / r for r in rates), 1),
+        "steps_per_s_median": round(statistics.median(rates), 1),
+        "steps_per_s_calls": [round(r, 1) for r in rates],
+    }
+
+
 def print_table(results: list[dict]) -> None:
-    headers = ["variant", "params", "steps/s", "median", "compile s", "reference"]
+    headers = ["variant", "params", "steps/s", "median", "compile s", "PureJaxRL, same run"]
+    headers += ["larvax / PureJaxRL", "quoted"]
     rows = []
     for r in results:
         ref = ", ".join(f"{k}: {v:,}" for k, v in r.get("reference_steps_per_s", {}).items())
         if "error" in r:
-            rows.append([r["variant"], "-", "error", "-", "-", r["error"][:60]])
+            rows.append([r["variant"], "-", "error", "-", "-", "-", "-", r["error"][:60]])
             continue
+        peer = r.get("purejaxrl") or {}
+        peer_rate = (
+            f"{peer['steps_per_s']:,.0f}" if "steps_per_s" in peer else peer.get("error", "-")
+        )
+        ratio = f"{r['steps_per_s'] / peer['steps_per_s']:.2f}x" if "steps_per_s" in peer else "-"
         rows.append([
             r["variant"], f"{r['parameters']:,}", f"{r['steps_per_s']:,.0f}",
-            f"{r['steps_per_s_median']:,.0f}", str(r["compile_and_first_call_s"]), ref,
+            f"{r['steps_per_s_median']:,.0f}", str(r["compile_and_first_call_s"]),
+            str(peer_rate)[:40], ratio, ref,
         ])  # fmt: skip
     rich_table("PPO throughput, gymnax CartPole-v1 (8 envs x 128 steps, 4x4)", headers, rows)
 
@@ -155,6 +233,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 updates x 1 call")
     parser.add_argument(
         "--out", default=str(Path(__file__).parent / "results" / "ppo_throughput.json")
+    )
+    parser.add_argument(
+        "--purejaxrl",
+        default=None,
+        help="the purejaxrl folder of a PureJaxRL checkout: time its ppo.py / ppo_rnn.py right "
+        f"after the larvax variant with the same network ({', '.join(PEERS)})",
+    )
+    parser.add_argument(
+        "--peer-path", default=None, help="a folder with gymnax 0.0.8 for the PureJaxRL run"
     )
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -174,6 +261,16 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:
             r = {"variant": name, "error": f"{type(err).__name__}: {err}"}
             print(f"  error: {r['error']}", flush=True)
+        if args.purejaxrl and name in PEERS and "error" not in r:
+            print(f"[ppo_throughput] PureJaxRL {PEERS[name]}.py", flush=True)
+            try:
+                r["purejaxrl"] = bench_purejaxrl(
+                    PEERS[name], args.purejaxrl, args.peer_path or args.purejaxrl, updates, repeats
+                )
+                print(f"  {r['purejaxrl']['steps_per_s']:,.0f} steps/s", flush=True)
+            except Exception as err:
+                r["purejaxrl"] = {"error": f"{type(err).__name__}: {err}"}
+                print(f"  error: {r['purejaxrl']['error']}", flush=True)
         results.append(r)
     print_table(results)
     out = {
