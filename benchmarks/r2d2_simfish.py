@@ -27,16 +27,9 @@ Usage::
     python benchmarks/r2d2_simfish.py --mode learning --train-preset r2d2-simfish-normal \
         --seeds 1 --runs-dir runs/bench-normal --out benchmarks/results/r2d2_simfish_normal.json
 
-Measured on the quiet 2-core CPU (``--mode throughput --chunk 5 --timed-chunks 3``, 64 actors,
-batch 32 + mirrored 32 in one forward of 64, 2 learner steps per update): 4,946 env steps/s
-(5,145 with ``--num-envs 128``; 3,087 with ``--mirror-features false``, which convolves the
-mirrored observations again). History: 79 with ``lax.conv`` in the Retina, 833 with the
-im2col Retina (busy machine), 2,632 at the start of session 2, 2,834 with the LSTM's
-hand-written backward pass, 2,933 with its loops not unrolled, 4,946 with the mirror image's
-Retina features derived from the unmirrored ones (the eyes' blocks swapped, no second
-convolution); 2,487 split over two CPU devices (``--devices 2``, measured back to back with
-2,834 on one). Most of an update is the learner's Retina Conv1D stack and its gradient
-(online and target networks over 84-step sequences), not the LSTM.
+Figures, commands and the machine: README (Benchmarks) and ``benchmarks/results/``. Most of
+an update is the learner's Retina Conv1D stack and its gradient (online and target networks
+over 84-step sequences), not the LSTM.
 
 Writes ``benchmarks/results/r2d2_simfish.json`` (``r2d2_simfish_learning.json`` and
 ``r2d2_simfish_learning_curve.png`` for ``--mode learning``), or ``--out``.
@@ -193,7 +186,13 @@ def run_replay_compare(args, iterations: int = 20) -> dict:
     one jitted scan. flashbax needs the recurrent state in every stored step (it stores time
     steps, not items), larvax stores it once per item. Reports seconds per iteration and bytes.
     """
-    import flashbax
+    try:
+        import flashbax
+    except ImportError:
+        raise SystemExit(
+            "--mode replay compares with flashbax, which is not installed; "
+            "install the bench extra: pip install -e '.[bench]'"
+        ) from None
 
     from larvax.agents.replay import SequenceReplay
 

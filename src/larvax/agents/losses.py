@@ -1,9 +1,12 @@
-"""PPO losses and generalised advantage estimation, as small pure functions.
+"""The two agents' maths as small pure functions: PPO (GAE, clipped surrogate and value
+losses) and R2D2 (n-step double-Q targets with value rescaling, the TD loss, priorities,
+importance weights).
 
 Each function handles one concept (rlax style): shapes are in the docstrings, there is no
-hidden state, and every one is tested against hand-computed values in ``tests/test_ppo.py``.
+hidden state, and every one is tested against hand-computed values (PPO in
+``tests/test_ppo.py``, R2D2 in ``tests/test_losses_r2d2.py``).
 
-References:
+PPO references:
 - Schulman et al. 2017, "Proximal Policy Optimization Algorithms" (clipped surrogate).
 - Schulman et al. 2016, "High-Dimensional Continuous Control Using Generalized Advantage
   Estimation" (GAE).

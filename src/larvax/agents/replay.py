@@ -23,11 +23,9 @@ so storing the recurrent state at sequence starts means storing it at *every* st
 carry of 2 x 512 float32 is 4 KiB, five times a compact Simfish observation of 834 bytes).
 Here the carry is stored once per item (per ``period`` steps). Sampling is an exact
 inverse-CDF draw over all ``N * S`` priorities (one cumulative sum, then a binary search per
-sample) with no sum-tree state to keep consistent. Measured with
-``python benchmarks/r2d2_simfish.py --mode replay --num-envs 64 --replay-capacity 4096``
-(Simfish-sized steps, LSTM(64) plain + mirrored carries, busy 2-core CPU): add a chunk +
-sample 32 sequences of 84 + set priorities takes 6.2 ms here vs 104 ms with flashbax's
-prioritised trajectory buffer, and the buffer holds 70.7 MiB vs 146.8 MiB.
+sample) with no sum-tree state to keep consistent. The comparison with flashbax's prioritised
+trajectory buffer (time and bytes) is ``benchmarks/r2d2_simfish.py --mode replay``; its
+figures are in the README.
 
 Memory: a buffer of capacity ``C = N * S`` items costs
 ``C * period * bytes_per_step + C * (bytes_per_item + 4)`` bytes (``replay_nbytes``).

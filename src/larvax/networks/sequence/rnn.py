@@ -30,10 +30,9 @@ from larvax.networks.sequence.base import (
     time_major,
 )
 
-# Time steps per loop iteration of the recurrent scans: the same function, less loop overhead
-# for small batches on CPU (PPO on CartPole, 2 sequences per minibatch: ~5 % faster with
-# autodiff). The hand-written LSTM and GRU loops are not unrolled: that measured ~10 % faster
-# for the GRU in PPO and ~1.8x faster for the LSTM's forward + backward at B=64, T=84, H=64.
+# Time steps per loop iteration of the autodiff recurrent scans: the same function, less loop
+# overhead for small batches on CPU. The hand-written LSTM and GRU loops are not unrolled
+# (faster without, in benchmarks/sequence_models.py and PPO).
 SCAN_UNROLL = 4
 Array = jax.Array
 
