@@ -19,7 +19,17 @@ from dataclasses import dataclass
 
 import jax
 
-from larvax.validation import Bool, ConfigValueError, Int, Number, fail, field, require, validate
+from larvax.validation import (
+    Bool,
+    ConfigValueError,
+    Int,
+    Number,
+    Optional,
+    fail,
+    field,
+    require,
+    validate,
+)
 
 PIXELS_PER_MM = 10.0
 
@@ -43,6 +53,7 @@ _NONNEG = Number(ge=0.0)
 _DAMPING = Number(gt=0.0, le=1.0)
 _NUMBER = Number()
 _BOOL = Bool()
+_OPT_NUMBER = Optional(Number())
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,16 @@ class SimfishParams:
     deterministic_action: bool = field(
         False, _BOOL
     )  # bouts take the mean (d, angle) instead of a sample
+
+    # ----------------------------------------------------------------- virtual experiments
+    # (the reference's fish_init_x/y/angle, fish_paralyze, fish_fixed_energy_level and
+    # fish_init_energy_level; the defaults leave the normal world unchanged)
+    fish_init_x: float | None = field(None, _OPT_NUMBER)  # px start x; None: random start
+    fish_init_y: float | None = field(None, _OPT_NUMBER)  # px start y; set with fish_init_x
+    fish_init_angle: float | None = field(None, _OPT_NUMBER)  # rad start heading; None: random
+    fish_paralyzed: bool = field(False, _BOOL)  # bouts are chosen but never move or turn the fish
+    fish_fixed_energy: bool = field(False, _BOOL)  # energy stays at fish_init_energy
+    fish_init_energy: float = field(1.0, Number(le=1.0))  # energy at reset
 
     # ----------------------------------------------------------------- eyes (vision)
     eyes_verg_angle_deg: float = field(77.0, _NUMBER)  # vergence (deg)
@@ -241,6 +262,20 @@ class SimfishParams:
                 2 * getattr(self, name) < smaller_side,
                 "less than half the smaller arena side",
             )
+        require(
+            self,
+            "fish_init_y",
+            (self.fish_init_x is None) == (self.fish_init_y is None),
+            f"set together with fish_init_x (fish_init_x={self.fish_init_x!r})",
+        )
+        if self.fish_init_x is not None:
+            for name, side in (
+                ("fish_init_x", self.arena_width),
+                ("fish_init_y", self.arena_height),
+            ):
+                require(
+                    self, name, 0 <= getattr(self, name) <= side, f"inside the arena [0, {side}]"
+                )
         elevations = self.viewing_elevations_deg
         require(
             self,

@@ -176,7 +176,11 @@ class Simfish(Environment):
         hi = jnp.array([p.arena_width - m, p.arena_height - m])
         fish_xy = jax.random.randint(kf, (2,), m, hi).astype(jnp.float32)
         fish_angle = jax.random.uniform(ka, (), minval=0.0, maxval=2 * jnp.pi)
-        state = make_state(p, fish_xy, fish_angle)
+        if p.fish_init_x is not None:  # a fixed start (virtual experiments)
+            fish_xy = jnp.array([p.fish_init_x, p.fish_init_y], jnp.float32)
+        if p.fish_init_angle is not None:
+            fish_angle = jnp.asarray(p.fish_init_angle, jnp.float32)
+        state = make_state(p, fish_xy, fish_angle, energy=p.fish_init_energy)
         if p.prey_cloud_num > 0:
             clouds = prey.sample_cloud_centres(kc, p)
         else:

@@ -138,6 +138,8 @@ def physics_step(params: SimfishParams, key: Array, state: SimfishState, action:
     k_bout, k_spawn, k_angle, k_prey, k_esc, k_repro = jax.random.split(key, 6)
     action = jnp.asarray(action, jnp.int32)
     d_mm, theta = bouts_lib.sample_bout(k_bout, action, p.deterministic_action)
+    if p.fish_paralyzed:  # the bout is chosen (and costs its baseline) but not executed
+        d_mm, theta = jnp.zeros_like(d_mm), jnp.zeros_like(theta)
     fish_angle, fish_v = body.start_bout(p, state.fish_angle, state.fish_velocity, d_mm, theta)
     capture_bout = jnp.asarray(bouts_lib.IS_CAPTURE)[action]
     pred, target = predator.spawn(k_spawn, k_angle, p, state)
@@ -160,6 +162,8 @@ def physics_step(params: SimfishParams, key: Array, state: SimfishState, action:
     caught = result.prey.caught
     consumed = caught > 0
     energy = body.update_energy(p, state.energy, use, consumed)
+    if p.fish_fixed_energy:
+        energy = state.energy
     salt = arena.salt_concentration(p, state.salt_source_xy, fish_xy)
     prey_fields = _reproduce(p, k_repro, fish_xy, state, prey_fields)
     comps = _reward_components(p, use, consumed, salt, hit, survived, result.wall)
