@@ -11,6 +11,7 @@ import os
 import sys
 
 import larvax
+from larvax.evaluation.cli import add_eval_parser
 
 
 def _error(message: str, code: int = 2) -> int:
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "batch_size",
     )
     p_train.set_defaults(func=cmd_train)
+    add_eval_parser(sub)
     return parser
 
 
