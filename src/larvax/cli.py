@@ -12,6 +12,7 @@ import sys
 
 import larvax
 from larvax.evaluation.cli import add_eval_parser
+from larvax.evaluation.cli_render import add_plot_parser, add_render_parser
 
 
 def _error(message: str, code: int = 2) -> int:
@@ -136,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_train.set_defaults(func=cmd_train)
     add_eval_parser(sub)
+    add_render_parser(sub)
+    add_plot_parser(sub)
     return parser
 
 
