@@ -79,8 +79,12 @@ def _as_sediment(sediment, state) -> arena.Sediment:
     return arena.Sediment(tex, state.sediment)
 
 
-def arena_image(state, params: SimfishParams, sediment=None, size: int = 500) -> np.ndarray:
-    """The top-down arena, uint8 ``[size, size, 3]`` (background + objects)."""
+def arena_background(params: SimfishParams, sediment=None, state=None, size: int = 500):
+    """The empty arena, uint8 ``[size, size, 3]``: sand shaded by the sediment texture (read
+    through ``state.sediment`` when ``sediment`` is a texture pool) times the light gain.
+
+    A video draws this once and the moving objects on a copy per frame (:func:`draw_objects`).
+    """
     w, h = params.arena_width, params.arena_height
     sx, sy = size / w, size / h
     xs = np.minimum(((np.arange(size) + 0.5) / sx).astype(np.int32), w - 1)
@@ -94,17 +98,43 @@ def arena_image(state, params: SimfishParams, sediment=None, size: int = 500) ->
         vals = np.asarray(arena.sediment_at(sed, jnp.asarray(gx), jnp.asarray(gy)))
         shade = 0.45 + 0.55 * vals / max(params.bottom_intensity, 1e-6)
     gain = 0.15 + 0.85 * lum  # the dark region stays visible, darker
-    img = np.clip(SAND[None, None, :] * (shade * gain)[..., None], 0, 255).astype(np.uint8)
+    return np.clip(SAND[None, None, :] * (shade * gain)[..., None], 0, 255).astype(np.uint8)
 
+
+def _disks(img, cx, cy, r, color):
+    """Many disks of one radius at once (the same pixels as :func:`_disk` for each)."""
+    cx, cy = np.asarray(cx, np.float64).ravel(), np.asarray(cy, np.float64).ravel()
+    if cx.size == 0:
+        return
+    h, w = img.shape[:2]
+    k = int(np.ceil(r)) + 1
+    off = np.arange(-k, k + 1)
+    x = np.floor(cx)[:, None, None].astype(np.int64) + off[None, None, :]
+    y = np.floor(cy)[:, None, None].astype(np.int64) + off[None, :, None]
+    inside = (x + 0.5 - cx[:, None, None]) ** 2 + (y + 0.5 - cy[:, None, None]) ** 2 <= r * r
+    inside &= (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    x, y = np.broadcast_arrays(x, y)
+    img[y[inside], x[inside]] = color
+
+
+def draw_objects(img, state, params: SimfishParams) -> np.ndarray:
+    """Draw the salt source, prey, predator and fish of ``state`` on ``img`` (in place).
+
+    ``state``: a :class:`SimfishState` or any object with its fields ``fish_xy``,
+    ``fish_angle``, ``prey_xy``, ``prey_alive``, ``predator_present``, ``predator_xy``,
+    ``predator_radius`` and ``salt_source_xy`` (NumPy or JAX; used for recorded episodes).
+    """
+    sx, sy = img.shape[1] / params.arena_width, img.shape[0] / params.arena_height
     # salt source
     if params.salt_enabled:
         src = np.asarray(state.salt_source_xy, np.float64)
-        _ring(img, src[0] * sx, src[1] * sy, 6.0, 2.0, SALT)
-        _disk(img, src[0] * sx, src[1] * sy, 1.5, SALT)
+        if np.all(np.isfinite(src)):
+            _ring(img, src[0] * sx, src[1] * sy, 6.0, 2.0, SALT)
+            _disk(img, src[0] * sx, src[1] * sy, 1.5, SALT)
     # prey
     alive = np.asarray(state.prey_alive, bool)
-    for x, y in np.asarray(state.prey_xy, np.float64)[alive]:
-        _disk(img, x * sx, y * sy, max(params.prey_radius * sx, 1.2), PREY)
+    pxy = np.asarray(state.prey_xy, np.float64)[alive]
+    _disks(img, pxy[:, 0] * sx, pxy[:, 1] * sy, max(params.prey_radius * sx, 1.2), PREY)
     # predator
     if bool(np.asarray(state.predator_present)):
         px, py = np.asarray(state.predator_xy, np.float64)
@@ -125,6 +155,11 @@ def arena_image(state, params: SimfishParams, sediment=None, size: int = 500) ->
         _disk(img, ex - 0.3 * head_r * hx, ey - 0.3 * head_r * hy, 1.2, np.zeros(3, np.uint8))
     _line(img, cx, cy, cx + 0.6 * length * hx, cy + 0.6 * length * hy, 1.0, (255, 230, 0))
     return img
+
+
+def arena_image(state, params: SimfishParams, sediment=None, size: int = 500) -> np.ndarray:
+    """The top-down arena, uint8 ``[size, size, 3]`` (background + objects)."""
+    return draw_objects(arena_background(params, sediment, state, size), state, params)
 
 
 def observation_strip(visual, width: int = 500, row_height: int = 14) -> np.ndarray:
@@ -186,4 +221,4 @@ def render(
     return np.concatenate([top, strip], axis=0)
 
 
-__all__ = ["arena_image", "observation_strip", "render"]
+__all__ = ["arena_background", "arena_image", "draw_objects", "observation_strip", "render"]
