@@ -7,13 +7,16 @@ larvax plot RUN_DIR | EVAL_DIR [--out DIR]
 ```
 
 ``RUN_DIR`` renders episode ``K`` of the run's evaluation logs (``RUN_DIR/eval/<world>/``,
-written by ``larvax eval``; ``--world`` picks one when there are several). Every bad
-argument ends in one line on stderr and exit status 2.
+written by ``larvax eval``; ``--world`` picks one, default ``train``); when the run has no
+logs for that world, it evaluates episodes 1..K (greedy, through ``larvax eval``'s
+``run_eval``) into a temporary directory first. Every bad argument ends in one line on
+stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,7 +69,9 @@ def _pick_log(directory: Path, episode: int | None) -> Path:
     return logs[numbers.index(k)]
 
 
-def _run_dir_log(run_dir: Path, world: str | None, episode: int | None) -> Path:
+def _run_dir_log(run_dir: Path, world: str | None, episode: int | None) -> Path | None:
+    """The log of ``episode`` among the run's evaluation logs, or None when the run has
+    none for ``world`` (then :func:`_evaluate_run` makes them)."""
     from larvax.evaluation.recorded import LogError, episode_logs
 
     if not run_dir.is_dir():
@@ -74,18 +79,39 @@ def _run_dir_log(run_dir: Path, world: str | None, episode: int | None) -> Path:
     if not (run_dir / "config.yaml").is_file():
         raise LogError(f"{str(run_dir)!r} is not a larvax run directory (no config.yaml)")
     worlds = sorted(d.name for d in (run_dir / "eval").glob("*") if episode_logs(d))
-    if not worlds:
-        raise LogError(
-            f"{str(run_dir)!r} has no evaluation logs; run `larvax eval {run_dir}` first "
-            "(or render with --log FILE or --random)"
-        )
     if world is None:
-        world = "normal" if "normal" in worlds else worlds[0]
-        if len(worlds) > 1 and "normal" not in worlds:
+        if len(worlds) > 1 and "train" not in worlds:
             raise LogError(f"several evaluation worlds; choose --world from {', '.join(worlds)}")
+        world = "train" if "train" in worlds or not worlds else worlds[0]
     if world not in worlds:
-        raise LogError(f"--world {world!r} has no logs; allowed: {', '.join(worlds)}")
+        return None
     return _pick_log(run_dir / "eval" / world, episode)
+
+
+def _evaluate_run(run_dir: Path, world: str | None, episode: int | None, tmp: str) -> Path:
+    """Run ``larvax eval`` for episodes 1..K of a run into ``tmp``; the log of episode K."""
+    import argparse
+
+    from rich.console import Console
+
+    from larvax.evaluation.cli import add_eval_parser, run_eval
+    from larvax.evaluation.recorded import LogError
+    from larvax.training.checkpoint import CheckpointError
+
+    k = 1 if episode is None else episode
+    if k < 1:
+        raise LogError(f"--episode {k} is out of range; allowed: an int >= 1")
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers())
+    argv = ["eval", str(run_dir), "--episodes", str(k), "--out", tmp, "--no-progress"]
+    args = parser.parse_args(argv + (["--world", world] if world else []))
+    console = Console(stderr=True)
+    console.print(f"no evaluation logs in {run_dir}/eval: evaluating {k} episode(s)")
+    try:
+        run_eval(args, console)
+    except CheckpointError as err:
+        raise LogError(str(err).splitlines()[0]) from None
+    return Path(tmp) / f"logs_{k}.hdf5"
 
 
 def _load_episode(args):
@@ -111,6 +137,10 @@ def _load_episode(args):
             raise LogError("--episode applies to a directory of logs; --log names one file")
     else:
         log = _run_dir_log(Path(args.run_dir), args.world, args.episode)
+        if log is None:
+            with tempfile.TemporaryDirectory(prefix="larvax-render-") as tmp:
+                log = _evaluate_run(Path(args.run_dir), args.world, args.episode, tmp)
+                return read_episode(log, with_sediment=True)
     return read_episode(log, with_sediment=True)
 
 
@@ -132,8 +162,8 @@ def cmd_render(args) -> int:
         start = time.perf_counter()
         renderer = FrameRenderer(episode, size=args.size, pca=args.pca)
         n = write_video(renderer.frames(args.every), out, args.fps)
-    except (LogError, ValueError) as err:
-        return _error(str(err))
+    except (LogError, ValueError) as err:  # EvalError, RunDirError are ValueErrors
+        return _error(str(err).splitlines()[0])
     seconds = time.perf_counter() - start
     print(f"wrote {out} ({n} frames, {episode.num_steps} steps, {seconds:.1f} s)")
     return 0

@@ -46,6 +46,12 @@ def _empty(ax, message: str) -> None:
     ax.set_yticks([])
 
 
+def _integer_x(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -139,6 +145,7 @@ def plot_prey_per_episode(episodes, path: Path) -> Path:
         ax.axhline(np.mean(prey), color="C1", lw=1, label=f"mean {np.mean(prey):.2f}")
         ax.set_xlabel("episode")
         ax.set_ylabel("prey eaten")
+        _integer_x(ax)
         ax.legend(fontsize=8)
     ax.set_title("prey eaten per episode", fontsize=9)
     return _save(fig, path)
@@ -163,6 +170,7 @@ def plot_reward_composition(episodes, path: Path) -> Path:
         ax.axhline(0, color="0.5", lw=0.6)
         ax.set_xlabel("episode")
         ax.set_ylabel("reward (sum over the episode)")
+        _integer_x(ax)
         ax.legend(fontsize=7, ncol=3)
     title = "reward composition per episode"
     if episodes and not names:
@@ -173,7 +181,7 @@ def plot_reward_composition(episodes, path: Path) -> Path:
 
 def plot_event_bouts(episodes, path: Path, window=EVENT_WINDOW) -> Path:
     plt = _pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
     per_ep = [event_rows(ep) for ep in episodes]
     colors = bout_color_floats()
     handles = None
@@ -192,8 +200,7 @@ def plot_event_bouts(episodes, path: Path, window=EVENT_WINDOW) -> Path:
         ax.set_xlim(lags[0], lags[-1])
         ax.set_ylim(0, 1)
         ax.set_ylabel("bout proportion", fontsize=8)
-    for ax in axes[-1]:
-        ax.set_xlabel("steps from the event", fontsize=8)
+        ax.set_xlabel("steps from the event (0: the step it happened in)", fontsize=8)
     if handles is not None:
         fig.legend(handles, BOUT_NAMES, loc="center right", fontsize=7, frameon=False)
         fig.tight_layout(rect=(0, 0, 0.87, 1))
