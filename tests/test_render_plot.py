@@ -87,8 +87,10 @@ def test_frame_shows_the_fish_at_its_recorded_position(tmp_path):
     px, py = fish[0] * SIZE / ARENA, fish[1] * SIZE / ARENA  # (61.5, 160.5)
     dist = np.hypot(xs + 0.5 - px, ys + 0.5 - py)
     assert dist.min() <= 3.0  # the head is drawn at the recorded mouth position
-    # and nothing fish-coloured farther than the drawn body (14 px, tail toward -x)
-    assert dist.max() <= 14.0 + 4.0
+    # nothing fish-coloured farther than the drawn body: head offset + tail (2.5 + 41 px)
+    # at 0.5 image px per px, tail toward -x, plus the 1 px half-width of its line
+    body = (2.5 + 41.0) * SIZE / ARENA
+    assert dist.max() <= body + 2.0
     assert np.all(xs + 0.5 <= px + 4.0)  # heading +x: the body lies behind the mouth
     # at the reset row the fish is at (400, 60) -> (200, 30), not at the later position
     first = np.all(renderer.frame(0)[:SIZE, :SIZE] == render.FISH, axis=-1)

@@ -164,6 +164,8 @@ def cmd_render(args) -> int:
         n = write_video(renderer.frames(args.every), out, args.fps)
     except (LogError, ValueError) as err:  # EvalError, RunDirError are ValueErrors
         return _error(str(err).splitlines()[0])
+    except OSError as err:  # the file system failed while writing
+        return _error(f"cannot write --out {args.out!r}: {err.strerror or err}")
     seconds = time.perf_counter() - start
     print(f"wrote {out} ({n} frames, {episode.num_steps} steps, {seconds:.1f} s)")
     return 0

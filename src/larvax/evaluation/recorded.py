@@ -89,6 +89,13 @@ def params_from_attrs(attrs) -> SimfishParams:
             continue
         default = fields[key].default
         value = value.item() if isinstance(value, np.generic) else value
+        value = value.decode() if isinstance(value, bytes) else value
+        if isinstance(value, str) and value == "None":  # how a log writes None
+            value = None
+        if value is None or isinstance(value, str):
+            if value is None or isinstance(default, str):
+                kwargs[key] = value
+            continue
         if isinstance(default, tuple):
             value = tuple(float(v) for v in np.ravel(value))
         elif isinstance(default, bool):
@@ -221,6 +228,30 @@ def episode_logs(directory: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def _snapshot(state, ts, action) -> dict:
+    """One log row of a Simfish state and the TimeStep that reached it (JAX, traced)."""
+    import jax.numpy as jnp
+
+    info = ts.info
+    return {
+        "fish_xy": state.fish_xy,
+        "fish_angle": state.fish_angle,
+        "prey_xy": jnp.where(state.prey_alive[:, None], state.prey_xy, jnp.nan),
+        "predator_xy": jnp.where(state.predator_present, state.predator_xy, 0.0),
+        "predator_present": state.predator_present,
+        "action": action,
+        "reward": ts.reward,
+        "visual": ts.observation["visual"],
+        "internal": ts.observation["internal"],
+        "prey_caught": info["prey_caught"],
+        "consumed_prey": info["prey_caught"] > 0,
+        "survived_predator": info["attack_survived"],
+        "captured_by_predator": info["predator_hit"],
+        "done": ts.terminated | ts.truncated,
+        **{f"reward_{c}": info["reward_components"][c] for c in REWARD_COMPONENTS},
+    }
+
+
 def random_episode(
     preset: str = "normal", seed: int = 0, max_steps: int | None = None, **overrides
 ) -> RecordedEpisode:
@@ -238,36 +269,16 @@ def random_episode(
     env, params = make("simfish", preset=preset, **overrides)
     k_reset, k_run = jax.random.split(jax.random.key(seed))
 
-    def snapshot(state, ts, action):
-        info = ts.info
-        return {
-            "fish_xy": state.fish_xy,
-            "fish_angle": state.fish_angle,
-            "prey_xy": jnp.where(state.prey_alive[:, None], state.prey_xy, jnp.nan),
-            "predator_xy": jnp.where(state.predator_present, state.predator_xy, 0.0),
-            "predator_present": state.predator_present,
-            "action": action,
-            "reward": ts.reward,
-            "visual": ts.observation["visual"],
-            "internal": ts.observation["internal"],
-            "prey_caught": info["prey_caught"],
-            "consumed_prey": info["prey_caught"] > 0,
-            "survived_predator": info["attack_survived"],
-            "captured_by_predator": info["predator_hit"],
-            "done": ts.terminated | ts.truncated,
-            **{f"reward_{c}": info["reward_components"][c] for c in REWARD_COMPONENTS},
-        }
-
     @jax.jit
     def run(k_reset, k_run):
         state, ts = env.reset(k_reset, params)
-        first = snapshot(state, ts, jnp.full((), -1, jnp.int32))
+        first = _snapshot(state, ts, jnp.full((), -1, jnp.int32))
 
         def body(state, key):
             k_act, k_step = jax.random.split(key)
             action = jax.random.randint(k_act, (), 0, NUM_ACTIONS)
             state, ts = env.step(k_step, state, action, params)
-            return state, snapshot(state, ts, action)
+            return state, _snapshot(state, ts, action)
 
         _, rest = jax.lax.scan(body, state, jax.random.split(k_run, params.max_steps))
         rows = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
