@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from types import SimpleNamespace
 
 import h5py
 import jax
@@ -45,7 +46,7 @@ PARAMS = SimfishParams(
     predator_epoch_duration=10,
     predator_probability_per_epoch_step=0.5,
     predator_wall_margin=20.0,
-    predator_distance_from_fish=60.0,
+    predator_distance_from_fish=120.0,
 )
 CFG = dict(num_devices=1, burn_in=1, trace_length=4, period=2, n_step=2, batch_size=2,
            num_envs=2, replay_capacity=16, min_replay_size=8, mirror=False)  # fmt: skip
@@ -56,7 +57,9 @@ EPISODES = 3
 def setup(tmp_path_factory):
     env = Simfish(PARAMS, num_textures=2, texture_seed=3)
     agent = make_agent(env, PARAMS, {"name": "r2d2_simfish", "seed": 1}, CFG)
-    state = agent.init(jax.random.key(0))
+    # the network's parameters are all evaluation needs (agent.init would also reset the
+    # actors' environments and allocate the replay)
+    state = SimpleNamespace(params=agent._params0, rest=agent._rest0)
     out = tmp_path_factory.mktemp("eval")
     rows = []
     writer = EpisodeWriter(
@@ -173,27 +176,43 @@ def _rows_of(state, ts):
 
 
 def test_log_equals_the_resimulated_trajectory(setup):
-    """Re-run reset and step from the recorded keys and actions; every dataset matches."""
+    """Re-run reset and step from the recorded keys and actions (one jitted scan per
+    episode, no evaluation code involved); every dataset matches, row by row."""
     env, *_, logs, _ = setup
-    reset, step = jax.jit(env.reset), jax.jit(env.step)
-    events = 0
+    n = PARAMS.max_steps
+
+    @jax.jit
+    def resimulate(reset_key, step_keys, actions):
+        state, ts = env.reset(_wrap(reset_key))
+
+        def body(state, x):
+            key, action = x
+            state, ts = env.step(_wrap(key), state, action)
+            return state, (state, ts)
+
+        _, (states, steps) = jax.lax.scan(body, state, (step_keys, actions))
+        return (state, ts), (states, steps)
+
     for log in logs.values():
-        state, ts = reset(_wrap(log["reset_key"]))
         t_end = int(log["episode_length"])
+        keys = np.zeros((n, 2), np.uint32)
+        keys[:t_end] = log["step_keys"][1:]
+        actions = np.zeros(n, np.int32)
+        actions[:t_end] = log["action"][1:]
+        first, (states, steps) = jax.device_get(resimulate(log["reset_key"], keys, actions))
         for t in range(t_end + 1):
-            if t > 0:
-                state, ts = step(_wrap(log["step_keys"][t]), state, jnp.int32(log["action"][t]))
+            if t == 0:
+                state, ts = first
+            else:
+                state, ts = jax.tree.map(lambda x, i=t - 1: x[i], (states, steps))
             for name, want in _rows_of(state, ts).items():
                 got = log[name][t]
                 if name.startswith("prey_"):
                     got = np.concatenate([got, np.full(len(want) - len(got), np.nan)])
                 np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-4, err_msg=f"{name}[{t}]")
-            events += int(log["event_survived_predator"][t] or log["event_captured_by_predator"][t])
-        done = bool(ts.terminated | ts.truncated)
-        assert done, "the log ends where the episode ends"
+        assert bool(ts.terminated | ts.truncated), "the log ends where the episode ends"
         assert int(log["end_cause"]) == int(ts.info["end_cause"])
-        handle = state.sediment
-        assert int(log["sediment_texture_index"]) == int(handle.index)
+        assert int(log["sediment_texture_index"]) == int(state.sediment.index)
     assert any(np.any(log["predator_x"] != 0) for log in logs.values()), "a predator appeared"
 
 
@@ -360,3 +379,29 @@ def test_cli_unwritable_output(capsys, fake_run, tmp_path):
 def test_cli_bad_episodes_and_epsilon(capsys, fake_run):
     assert "--episodes=0" in _one_line_error(capsys, ["eval", str(fake_run), "--episodes", "0"])
     assert "--epsilon=1.5" in _one_line_error(capsys, ["eval", str(fake_run), "--epsilon", "1.5"])
+
+
+@pytest.mark.slow
+def test_cli_trains_then_evaluates_a_tiny_run_end_to_end(tmp_path, capsys):
+    """``larvax train`` a few updates of a tiny R2D2 run, then ``larvax eval`` it in the
+    tethered predator world (shrunk): logs, metrics.csv and summary.json appear."""
+    run = tmp_path / "run"
+    sets = ["agent_config.num_envs=2", "agent_config.batch_size=2", "agent_config.burn_in=1",
+            "agent_config.trace_length=4", "agent_config.period=2", "agent_config.n_step=2",
+            "agent_config.replay_capacity=16", "agent_config.min_replay_size=8",
+            "agent_config.num_devices=1", "env.max_steps=20", "env.prey_num=5",
+            "chunk_updates=2"]  # fmt: skip
+    argv = ["train", "--preset", "r2d2-simfish", "--steps", "16", "--run-dir", str(run)]
+    assert main(argv + [a for s in sets for a in ("--set", s)] + ["--no-progress"]) == 0
+    out = tmp_path / "eval"
+    world = ["env.arena_width=600", "env.arena_height=600", "env.fish_init_x=300",
+             "env.fish_init_y=300", "env.max_steps=260"]  # fmt: skip
+    argv = ["eval", str(run), "--world", "tethered_pred", "--episodes", "2", "--out", str(out)]
+    assert main(argv + [a for s in world for a in ("--set", s)] + ["--no-progress"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "logs_1.hdf5", "logs_2.hdf5", "metrics.csv", "summary.json"
+    ]  # fmt: skip
+    log = read_episode(out / "logs_1.hdf5")
+    assert int(log["episode_length"]) == 260 and np.all(log["fish_x"] == 300.0)
+    assert log["stimulus_predator_xy"].shape == (1, 260, 2)
+    assert log["attrs"]["world"] == "tethered_pred"

@@ -91,27 +91,33 @@ def test_tethered_fish_never_moves_and_keeps_its_energy():
 
 
 @pytest.fixture(scope="module")
-def observe_pair():
-    """Jitted observations of a world with stimuli and of the same world without them."""
+def scripted():
+    """``tethered_prey_pred`` (noise off) and the same world without stimuli: the
+    observations of the fish's reset state at a given step count (jitted once), and one
+    step of each from a state at step 250."""
+    env, p = make_world("tethered_prey_pred", overrides=QUIET)
+    plain = Simfish(p, num_textures=4, texture_seed=0)
+    state, _ = jax.jit(env.reset)(jax.random.key(1))
 
-    def pair(name):
-        env, p = make_world(name, overrides=QUIET)
-        plain = Simfish(p, num_textures=4, texture_seed=0)
-        state, _ = jax.jit(env.reset)(jax.random.key(1))
+    @jax.jit
+    def at(step):
+        s = state.replace(step=jnp.asarray(step, jnp.int32))
+        k = jax.random.key(2)
+        return env.observe(k, s, p)["visual"], plain.observe(k, s, p)["visual"]
 
-        @jax.jit
-        def at(step):
-            s = state.replace(step=jnp.asarray(step, jnp.int32))
-            k = jax.random.key(2)
-            return env.observe(k, s, p)["visual"], plain.observe(k, s, p)["visual"]
+    @jax.jit
+    def step_from_250():
+        s = state.replace(step=jnp.asarray(250, jnp.int32))
+        k, a = jax.random.key(3), jnp.int32(5)
+        return env.step(k, s, a)[1].observation["visual"], plain.step(k, s, a)[1].observation[
+            "visual"
+        ]
 
-        return env, p, state, at
-
-    return pair
+    return state, at, step_from_250
 
 
-def test_scripted_predator_shadow_appears_in_red_channels_at_the_scripted_step(observe_pair):
-    env, p, state, at = observe_pair("tethered_pred")
+def test_scripted_predator_shadow_appears_in_red_channels_at_the_scripted_step(scripted):
+    state, at, step_from_250 = scripted
     # stimulus index 250 (the first predator entry) is shown after step 251
     before, plain_before = at(250)
     after, plain_after = at(251)
@@ -122,18 +128,14 @@ def test_scripted_predator_shadow_appears_in_red_channels_at_the_scripted_step(o
     assert np.any(diff[:, 1:] < 0), "the shadow darkens red receptors"
     assert np.all(diff[:, 1:] <= 0), "a shadow never brightens"
     # and through env.step: the observation after step 251 shows the shadow too
-    s250 = state.replace(step=jnp.asarray(250, jnp.int32))
-    _, ts = jax.jit(env.step)(jax.random.key(3), s250, jnp.int32(5))
-    _, ts_plain = jax.jit(Simfish(p).step)(jax.random.key(3), s250, jnp.int32(5))
-    red = np.asarray(ts.observation["visual"][:, 1:]) - np.asarray(
-        ts_plain.observation["visual"][:, 1:]
-    )
+    scripted_obs, plain_obs = step_from_250()
+    red = np.asarray(scripted_obs[:, 1:]) - np.asarray(plain_obs[:, 1:])
     assert np.any(red < 0) and np.all(red <= 0)
 
 
-def test_scripted_prey_is_seen_in_uv_but_not_simulated(observe_pair):
-    env, p, state, at = observe_pair("tethered_prey")
-    seen, plain = at(301)  # prey entry 300
+def test_scripted_prey_is_seen_in_uv_but_not_simulated(scripted):
+    state, at, _ = scripted
+    seen, plain = at(310)  # prey entry 309, 47 px left of the fish's axis, 30 px ahead
     diff = np.asarray(seen) - np.asarray(plain)
     assert np.any(diff[:, 0] > 0) and np.all(diff[:, 1:] == 0)
     none, plain_none = at(300)

@@ -262,14 +262,20 @@ def _drive(records, writer, total: int, console, progress: bool) -> None:
 def cmd_eval(args) -> int:
     from rich.console import Console
 
+    from larvax.training.checkpoint import CheckpointError
+    from larvax.training.config import ConfigError
     from larvax.training.loop import RunDirError
 
     console = Console(stderr=True)
     try:
         run_eval(args, console)
-    except (EvalError, RunDirError) as err:
-        print(f"larvax: error: {err}", file=sys.stderr)
+    except (EvalError, RunDirError, CheckpointError, ConfigError) as err:
+        print(f"larvax: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
+    except OSError as err:  # e.g. the disk filled up while writing logs
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"larvax: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
     return 0
 
 

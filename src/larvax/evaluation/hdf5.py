@@ -228,11 +228,14 @@ class EpisodeWriter:
         self.extra = dict(extra or {})
         self.decorate, self.on_episode = decorate, on_episode
         self._open: dict[int, dict] = {}
+        self._finished: set[int] = set()
         self.written: list[Path] = []
 
     def add(self, records) -> None:
         for lane, n in enumerate(records.episodes):
             n = int(n)
+            if n in self._finished:  # its lane runs on until the whole batch has ended
+                continue
             ep = self._open.setdefault(n, {"env": {}, "agent": {}, "constants": {}})
             keep = records.valid[lane]
             for key, tree in (("env", records.env), ("agent", records.agent)):
@@ -245,6 +248,7 @@ class EpisodeWriter:
 
     def _finish(self, n: int) -> None:
         ep = self._open.pop(n)
+        self._finished.add(n)
         env_rows = {k: np.concatenate(v) for k, v in ep["env"].items()}
         agent_rows = {k: np.concatenate(v) for k, v in ep["agent"].items()}
         data = episode_datasets(env_rows, agent_rows, ep["constants"])
