@@ -47,6 +47,22 @@ def _disk(img, cx, cy, r, color):
     img[y0:y1, x0:x1][m] = color
 
 
+def _disks(img, cx, cy, r, color):
+    """Many disks of one radius at once (the same pixels as :func:`_disk` for each)."""
+    cx, cy = np.asarray(cx, np.float64).ravel(), np.asarray(cy, np.float64).ravel()
+    if cx.size == 0:
+        return
+    h, w = img.shape[:2]
+    k = int(np.ceil(r)) + 1
+    off = np.arange(-k, k + 1)
+    x = np.floor(cx)[:, None, None].astype(np.int64) + off[None, None, :]
+    y = np.floor(cy)[:, None, None].astype(np.int64) + off[None, :, None]
+    inside = (x + 0.5 - cx[:, None, None]) ** 2 + (y + 0.5 - cy[:, None, None]) ** 2 <= r * r
+    inside &= (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    x, y = np.broadcast_arrays(x, y)
+    img[y[inside], x[inside]] = color
+
+
 def _ring(img, cx, cy, r, width, color):
     h, w = img.shape[:2]
     x0, x1 = int(max(np.floor(cx - r - width), 0)), int(min(np.ceil(cx + r + width) + 1, w))
@@ -60,8 +76,8 @@ def _ring(img, cx, cy, r, width, color):
 
 def _line(img, x0, y0, x1, y1, width, color):
     n = int(np.ceil(np.hypot(x1 - x0, y1 - y0) * 2)) + 1
-    for t in np.linspace(0.0, 1.0, n):
-        _disk(img, x0 + t * (x1 - x0), y0 + t * (y1 - y0), width / 2, color)
+    t = np.linspace(0.0, 1.0, n)
+    _disks(img, x0 + t * (x1 - x0), y0 + t * (y1 - y0), width / 2, color)
 
 
 def _as_sediment(sediment, state) -> arena.Sediment:
@@ -99,22 +115,6 @@ def arena_background(params: SimfishParams, sediment=None, state=None, size: int
         shade = 0.45 + 0.55 * vals / max(params.bottom_intensity, 1e-6)
     gain = 0.15 + 0.85 * lum  # the dark region stays visible, darker
     return np.clip(SAND[None, None, :] * (shade * gain)[..., None], 0, 255).astype(np.uint8)
-
-
-def _disks(img, cx, cy, r, color):
-    """Many disks of one radius at once (the same pixels as :func:`_disk` for each)."""
-    cx, cy = np.asarray(cx, np.float64).ravel(), np.asarray(cy, np.float64).ravel()
-    if cx.size == 0:
-        return
-    h, w = img.shape[:2]
-    k = int(np.ceil(r)) + 1
-    off = np.arange(-k, k + 1)
-    x = np.floor(cx)[:, None, None].astype(np.int64) + off[None, None, :]
-    y = np.floor(cy)[:, None, None].astype(np.int64) + off[None, :, None]
-    inside = (x + 0.5 - cx[:, None, None]) ** 2 + (y + 0.5 - cy[:, None, None]) ** 2 <= r * r
-    inside &= (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    x, y = np.broadcast_arrays(x, y)
-    img[y[inside], x[inside]] = color
 
 
 def draw_objects(img, state, params: SimfishParams) -> np.ndarray:
