@@ -44,9 +44,14 @@ def cmd_train(args) -> int:
     console = Console(stderr=True)
     if args.cpu_devices is not None and args.cpu_devices < 1:
         return _error(f"--cpu-devices={args.cpu_devices} is not allowed; allowed: an int >= 1")
-    from larvax.devices import use_cpu_devices
+    if args.log_every is not None and not args.log_every > 0:
+        return _error(f"--log-every={args.log_every} is not allowed; allowed: seconds > 0")
+    from larvax.devices import DeviceError, use_cpu_devices
 
-    use_cpu_devices(args.cpu_devices)  # before JAX starts (default: leave JAX's one device)
+    try:  # before JAX starts (default: leave JAX's one device)
+        use_cpu_devices(args.cpu_devices)
+    except DeviceError as err:
+        return _error(str(err))
     if args.list_presets:
         for name, description in C.list_presets().items():
             marker = " (default)" if name == C.DEFAULT_PRESET else ""
@@ -75,6 +80,7 @@ def cmd_train(args) -> int:
                 resume=True,
                 console=console,
                 progress=not args.no_progress,
+                log_every=args.log_every,
             )
         else:
             cfg = C.resolve(args.preset, args.config, args.set or [], args.steps, args.seed)
@@ -84,11 +90,20 @@ def cmd_train(args) -> int:
             )
             console.print(
                 f"agent {cfg['agent']}, env {cfg['env']}, network {cfg['network']['name']}, "
-                f"budget {cfg['total_env_steps']:,} env steps, seed {cfg['seed']}"
+                f"seed {cfg['seed']}"
             )
-            result = run(cfg, run_dir=args.run_dir, console=console, progress=not args.no_progress)
+            result = run(
+                cfg,
+                run_dir=args.run_dir,
+                console=console,
+                progress=not args.no_progress,
+                log_every=args.log_every,
+            )
     except (C.ConfigError, RunDirError, CheckpointError) as err:
         return _error(str(err))
+    except OSError as err:  # a file-system failure during the run: path and cause
+        where = f"{err.filename}: " if err.filename else ""
+        return _error(f"{where}{err.strerror or err}", code=1)
     except TrainingDiverged as err:
         return _error(str(err), code=1)
     except KeyboardInterrupt:
@@ -110,30 +125,57 @@ def build_parser() -> argparse.ArgumentParser:
     p_models = sub.add_parser("models", help="list the registered models and their arguments")
     p_models.set_defaults(func=cmd_models)
 
-    p_train = sub.add_parser("train", help="train an agent (default: R2D2 on Simfish)")
-    p_train.add_argument("--preset", help="preset name (see --list-presets)")
-    p_train.add_argument("--config", help="a YAML config file (merged over the preset)")
+    p_train = sub.add_parser(
+        "train",
+        help="train an agent (default: R2D2 on Simfish)",
+        description="Train an agent. The config is built from a preset, a config file, "
+        "--set overrides, then --steps/--seed, in that order.",
+    )
+    p_train.add_argument(
+        "--preset",
+        help="preset name (see --list-presets; default: r2d2-simfish, also with --config)",
+    )
+    p_train.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a YAML config file merged over --preset, or over the default preset without "
+        "one; a section naming another agent, env or network replaces the preset's",
+    )
     p_train.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set agent_config.batch_size=64",
+        help="override a config value, e.g. --set agent_config.batch_size=64 (repeatable)",
     )
-    p_train.add_argument("--steps", type=int, help="budget in environment steps")
-    p_train.add_argument("--run-dir", help="run directory (default runs/<preset>-<time>)")
-    p_train.add_argument("--seed", type=int, help="random seed")
     p_train.add_argument(
-        "--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint"
+        "--steps",
+        type=int,
+        help="budget in environment steps (default: the preset's), rounded up to whole "
+        "chunks of chunk_updates updates (the banner states the budget actually run)",
+    )
+    p_train.add_argument("--run-dir", help="run directory (default: runs/<preset>-<date>-<time>)")
+    p_train.add_argument("--seed", type=int, help="random seed (default: the preset's, 0)")
+    p_train.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a run from its newest good checkpoint (with --steps: a new budget)",
     )
     p_train.add_argument("--list-presets", action="store_true", help="list the presets and exit")
-    p_train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_train.add_argument("--no-progress", action="store_true", help="no progress display or lines")
+    p_train.add_argument(
+        "--log-every",
+        type=float,
+        metavar="SECONDS",
+        help="plain progress lines at most every SECONDS, checked after each chunk "
+        "(default: a live display on a terminal, lines every 30 s otherwise)",
+    )
     p_train.add_argument(
         "--cpu-devices",
         type=int,
         metavar="N",
-        help="JAX CPU devices to split the agent over (default 1; see larvax.devices: on a "
-        "2-core CPU R2D2 is faster on one); R2D2 uses as many as divide num_envs and "
-        "batch_size",
+        help="JAX CPU devices to split the agent over (default 1; at most the CPU cores; see "
+        "larvax.devices: on a 2-core CPU R2D2 is faster on one); R2D2 uses as many as "
+        "divide num_envs and batch_size and says so when that is fewer",
     )
     p_train.set_defaults(func=cmd_train)
     add_eval_parser(sub)

@@ -14,20 +14,40 @@ machine the accelerators are the default devices and this setting does not chang
 from __future__ import annotations
 
 
-def use_cpu_devices(count: int | None = None) -> int:
+class DeviceError(ValueError):
+    """A device count that cannot be provided (one-line message)."""
+
+
+def use_cpu_devices(count: int | None = None, cores: int | None = None) -> int:
     """Ask JAX for ``count`` CPU devices (None: leave JAX's setting alone).
 
-    Must run before JAX starts its CPU backend (the first computation); later it changes
-    nothing. Returns the number of CPU devices JAX has after the call.
+    A count above the machine's CPU cores (``os.cpu_count()``, or ``cores``) is refused: the
+    extra devices would share cores and only slow the run down. Must run before JAX starts
+    its CPU backend (the first computation); once it runs, a different count is refused too.
+    Returns the number of CPU devices JAX has after the call.
     """
+    import os
+
     import jax
 
     if count is None:
         return len(jax.devices("cpu"))
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"cpu devices must be an int >= 1, got {count!r}")
+        raise DeviceError(f"cpu devices must be an int >= 1, got {count!r}")
+    cores = (os.cpu_count() or 1) if cores is None else cores
+    if count > cores:
+        raise DeviceError(
+            f"--cpu-devices={count} is more than this machine's {cores} CPU cores; "
+            f"allowed: 1..{cores}"
+        )
     try:
         jax.config.update("jax_num_cpu_devices", count)
-    except RuntimeError:  # the backend is already running: keep what it has
+    except RuntimeError:  # the backend is already running: it keeps what it has
         pass
-    return len(jax.devices("cpu"))
+    have = len(jax.devices("cpu"))
+    if have != count:
+        raise DeviceError(
+            f"--cpu-devices={count}: JAX already started with {have} CPU device(s); set it "
+            "before the first JAX computation"
+        )
+    return have

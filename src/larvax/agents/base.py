@@ -92,7 +92,8 @@ def network_kwargs(env, env_params, network: dict) -> dict:
     (without ``name`` and ``seed``), filled from the environment's spaces where the model's
     constructor takes them and the dict does not set them: ``obs_shape`` (unless ``obs_dim``
     is set) from the observation space, ``num_actions`` from a Discrete action space or
-    ``action_dim`` (flattened size) from a Box one."""
+    ``action_dim`` (flattened size) from a Box one. Values the dict sets itself must agree
+    with the environment (:func:`check_network_fits`): a mismatch is a one-line ValueError."""
     import inspect
 
     from larvax.networks import registry
@@ -114,10 +115,44 @@ def network_kwargs(env, env_params, network: dict) -> dict:
             filled["num_actions"] = int(act_space.n)
         else:
             filled["action_dim"] = int(np.prod(act_space.shape))
+    check_network_fits(kwargs, env.observation_space(params), act_space)
     for k, v in filled.items():
         if k in accepted:
             kwargs.setdefault(k, v)
     return kwargs
+
+
+def check_network_fits(kwargs: dict, obs_space, act_space) -> None:
+    """Raise a one-line ValueError when a network's own ``num_actions``, ``action_dim``,
+    ``obs_shape`` or ``obs_dim`` disagrees with the environment's spaces (a network with
+    another action count would train to the end on actions the environment does not have)."""
+
+    def mismatch(key, expected, what):
+        return ValueError(
+            f"network.{key}={kwargs[key]!r} does not match the environment: {what}; remove "
+            f"network.{key} (it is filled from the environment) or set it to {expected!r}"
+        )
+
+    if kwargs.get("num_actions") is not None:
+        if not isinstance(act_space, Discrete):
+            raise mismatch("num_actions", None, f"its actions are continuous ({act_space})")
+        if kwargs["num_actions"] != int(act_space.n):
+            n = int(act_space.n)
+            raise mismatch("num_actions", n, f"its action space has {n} actions")
+    if kwargs.get("action_dim") is not None:
+        if isinstance(act_space, Discrete):
+            raise mismatch("action_dim", None, f"its actions are discrete ({act_space.n})")
+        size = int(np.prod(act_space.shape))
+        if kwargs["action_dim"] != size:
+            raise mismatch("action_dim", size, f"its actions have {size} dimensions")
+    if isinstance(obs_space, Dict):
+        return
+    shape = space_shape(obs_space)
+    if kwargs.get("obs_shape") is not None and list(kwargs["obs_shape"]) != shape:
+        raise mismatch("obs_shape", shape, f"its observations have shape {shape}")
+    if kwargs.get("obs_dim") is not None and kwargs["obs_dim"] != int(np.prod(shape)):
+        size = int(np.prod(shape))
+        raise mismatch("obs_dim", size, f"its observations have {size} values")
 
 
 def build_network(env, env_params, network, rngs=None):

@@ -19,7 +19,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from larvax.envs.core import Box, Dict, Discrete, Environment, Space, TimeStep
+from larvax.envs.core import (
+    Box,
+    Dict,
+    Discrete,
+    Environment,
+    InvalidActionError,
+    Space,
+    TimeStep,
+    check_action,
+    end_on_invalid_action,
+)
 
 PyTree = Any
 
@@ -92,6 +102,7 @@ class GymnaxEnv(Environment):
 
     def step(self, key, state, action, params=None):
         params = self._p(params)
+        invalid = check_action(self.action_space(params), action, f"{self.name}.step")
         obs, state, reward, done, _ = self._env.step_env(key, state, action, params)
         done = jnp.asarray(done, bool)
         if hasattr(self._env, "is_truncated"):
@@ -103,7 +114,7 @@ class GymnaxEnv(Environment):
         else:
             terminated, truncated = done, jnp.bool_(False)
         ts = TimeStep(obs, jnp.asarray(reward, jnp.float32), terminated, truncated, {})
-        return state, ts
+        return state, end_on_invalid_action(ts, invalid)
 
     def observation_space(self, params=None):
         return _from_gymnax_space(self._env.observation_space(self._p(params)))
@@ -219,8 +230,16 @@ class LarvaxGymnasiumEnv(gymnasium.Env):
     def step(self, action):
         if self._state is None:
             raise RuntimeError("call reset() before step()")
+        value = np.asarray(action)
+        if isinstance(self._act_space, Discrete) and value.size == 1:
+            value = value.reshape(())
+        if not self._act_space.contains(value):
+            allowed = getattr(self._act_space, "describe", lambda: str(self._act_space))()
+            raise InvalidActionError(
+                f"{self!r}.step: action {action!r} is outside the action space; allowed: {allowed}"
+            )
         if isinstance(self._act_space, Discrete):
-            action = jnp.asarray(np.asarray(action).reshape(()), jnp.int32)
+            action = jnp.asarray(value, jnp.int32)
         else:
             action = jnp.asarray(action)
         self._state, ts = self._step(self._next_key(), self._state, action, self.params)

@@ -10,6 +10,12 @@ env.observation_space(params), env.action_space(params)
 
 Every function is pure, so ``jax.jit(env.step)`` and ``jax.vmap(env.step, (0, 0, 0, None))``
 work for every environment.
+
+Actions outside the action space (:func:`check_action`, :func:`end_on_invalid_action`) are
+never remapped silently: a concrete action (an eager call) raises
+:class:`InvalidActionError`; under ``jit``/``vmap``/``scan``, where nothing can raise, the
+step ends the episode (``terminated=True``) with reward 0, and environments with an info
+dict of their own (Simfish) set ``info["invalid_action"]``.
 """
 
 from __future__ import annotations
@@ -81,6 +87,9 @@ class Discrete(Space):
         x = np.asarray(x)
         return bool(x.shape == () and np.issubdtype(x.dtype, np.integer) and 0 <= x < self.n)
 
+    def describe(self) -> str:
+        return f"Discrete({self.n}): an integer 0..{self.n - 1}"
+
 
 @dataclass(frozen=True)
 class Box(Space):
@@ -120,6 +129,53 @@ class Dict(Space):
 
     def contains(self, x) -> bool:
         return set(x) == set(self.spaces) and all(s.contains(x[k]) for k, s in self.spaces.items())
+
+
+# ----------------------------------------------------------------------------- invalid actions
+
+
+class InvalidActionError(ValueError):
+    """An action outside the environment's action space (eager calls, adapters)."""
+
+
+def _concrete(x) -> np.ndarray | None:
+    """``x`` as NumPy when it has a value now (an eager call), None under a JAX transform."""
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def check_action(space: Space, action, where: str = "env.step") -> Array:
+    """Whether ``action`` is outside the ``Discrete`` ``space``: raises InvalidActionError
+    for a concrete action (naming it and what is allowed) and returns False; under a JAX
+    transform returns the traced flag (bool), for :func:`end_on_invalid_action`."""
+    if not isinstance(space, Discrete):
+        return jnp.asarray(False)
+    value = _concrete(action)
+    if value is None:
+        a = jnp.asarray(action)
+        return (a < 0) | (a >= space.n)
+    if not space.contains(value):
+        shown = value.tolist() if value.size < 8 else f"an array of shape {value.shape}"
+        raise InvalidActionError(
+            f"{where}: action {shown!r} is outside the action space; allowed: {space.describe()}"
+        )
+    return jnp.asarray(False)
+
+
+def end_on_invalid_action(ts: TimeStep, invalid: Array, flag: bool = False) -> TimeStep:
+    """The rule inside ``jit`` for an action outside the space: the episode ends
+    (``terminated``, and ``info["terminated"]`` if the env reports it) with reward 0;
+    ``flag`` adds ``info["invalid_action"]`` (an env whose info has room for it)."""
+    info = dict(ts.info)
+    terminated = jnp.logical_or(ts.terminated, invalid)
+    if "terminated" in info:
+        info["terminated"] = jnp.logical_or(info["terminated"], invalid)
+    if flag:
+        info["invalid_action"] = jnp.asarray(invalid, bool)
+    reward = jnp.where(invalid, jnp.zeros_like(ts.reward), ts.reward)
+    return ts._replace(reward=reward, terminated=terminated, info=info)
 
 
 # ----------------------------------------------------------------------------- episode metrics

@@ -342,7 +342,8 @@ class PreviousActionReward(Wrapper):
 class Mirror(Wrapper):
     """Act in the mirror world of a left/right symmetric environment.
 
-    The agent's action ``a`` is executed as ``mirror_actions[a]``; every observation
+    The agent's action ``a`` is executed as ``mirror_actions[a]`` (an ``a`` outside the
+    table is passed on unchanged: the environment refuses it); every observation
     (and ``info["final_observation"]`` if present) is passed through
     ``reflect_observation``. Since mirroring is an involution,
     ``Mirror(Mirror(env))`` behaves exactly like ``env``.
@@ -367,7 +368,12 @@ class Mirror(Wrapper):
         return state, self._reflect_ts(ts)
 
     def step(self, key, state, action, params=None):
-        mirrored = jnp.asarray(self._env.mirror_actions)[action]
+        # an action outside the table passes through unchanged, so the environment's own
+        # rule for invalid actions applies (indexing would clamp it to a valid one)
+        table = jnp.asarray(self._env.mirror_actions)
+        action = jnp.asarray(action)
+        inside = (action >= 0) & (action < table.shape[0])
+        mirrored = jnp.where(inside, table[jnp.clip(action, 0, table.shape[0] - 1)], action)
         state, ts = self._env.step(key, state, mirrored, self._params(params))
         return state, self._reflect_ts(ts)
 

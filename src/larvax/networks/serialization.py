@@ -2,12 +2,13 @@
 
 - ``save_model(model, directory)`` writes an orbax checkpoint of the model's ``nnx.State``
   (RNG state excluded) under ``directory/state``, then ``metadata.json``: the registered
-  name and constructor kwargs (``larvax.networks.registry.metadata``), the larvax version
-  and every parameter's shape and dtype.
+  name and constructor kwargs (``larvax.networks.registry.metadata``), the larvax version,
+  every parameter's shape and dtype, and the sha256 of every file of ``state/``.
 - ``load_model(directory)`` rebuilds the model from the directory alone. A missing,
   partial (no state / no metadata) or mismatched (other shapes or parameter names)
   checkpoint raises a ``ValueError`` (or ``FileNotFoundError`` for a missing directory)
-  saying what is wrong.
+  saying what is wrong; so does a state file that is missing or differs from its sha256
+  (damaged or edited data is never loaded).
 
 State is stored as a flat dict ``{"path/to/param": array}`` (paths joined with "/"), which
 makes mismatches easy to report parameter by parameter.
@@ -15,6 +16,7 @@ makes mismatches easy to report parameter by parameter.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -39,6 +41,39 @@ def _flat_state(model: nnx.Module) -> dict[str, Any]:
         key = "/".join(str(p) for p in path)
         flat[key] = value.get_value() if hasattr(value, "get_value") else value.value
     return flat
+
+
+def _state_digests(state_dir: Path) -> dict[str, str]:
+    """sha256 of every file below ``state_dir``, keyed by its path relative to it."""
+    out = {}
+    for path in sorted(p for p in state_dir.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        out[path.relative_to(state_dir).as_posix()] = digest.hexdigest()
+    return out
+
+
+def _checksum_problem(directory: Path, record: dict) -> str | None:
+    """What is wrong with the files of ``state/`` listed in the metadata (None: nothing)."""
+    expected = record.get("sha256")
+    if not expected:  # saved before checksums were recorded
+        return None
+    actual = _state_digests(directory / STATE_DIR)
+    for name, digest in sorted(expected.items()):
+        if name not in actual:
+            return f"{directory}: {STATE_DIR}/{name} is missing (damaged model)"
+        if actual[name] != digest:
+            return (
+                f"{directory}: {STATE_DIR}/{name} does not match its sha256 in {METADATA_FILE} "
+                "(damaged or edited); save the model again or restore it from a backup"
+            )
+    return None
+
+
+class _UnreadableState(ValueError):
+    """orbax could not read ``state/``."""
 
 
 def _checkpointer():
@@ -71,6 +106,7 @@ def save_model(model: nnx.Module, directory: str | Path, *, overwrite: bool = Fa
         },
     }
     _checkpointer().save(directory / STATE_DIR, arrays)
+    record["sha256"] = _state_digests(directory / STATE_DIR)
     # metadata last: a directory with metadata.json is a finished save.
     (directory / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
     return directory
@@ -134,7 +170,7 @@ def _restore(directory: Path, expected: dict[str, Any]) -> dict[str, Any]:
     try:
         restored = _checkpointer().restore(directory / STATE_DIR)
     except Exception as err:  # orbax raises many types for unreadable data
-        raise ValueError(
+        raise _UnreadableState(
             f"{directory}: the parameter state cannot be read ({type(err).__name__}: {err})"
         ) from err
     if not isinstance(restored, dict) or set(restored) != set(expected):
@@ -169,7 +205,17 @@ def load_model(directory: str | Path) -> nnx.Module:
         ) from err
     expected = _flat_state(model)
     _check_matches(directory, record, expected)
-    restored = _restore(directory, expected)
+    # damaged or edited data is never loaded; a state that reads but has another model's
+    # names or shapes gets that more specific message
+    problem = _checksum_problem(directory, record)
+    try:
+        restored = _restore(directory, expected)
+    except _UnreadableState:
+        if problem is None:
+            raise
+        raise ValueError(problem) from None
+    if problem is not None:
+        raise ValueError(problem)
     state = nnx.state(model, nnx.Not(nnx.RngState))
     new_flat = []
     for path, var in nnx.to_flat_state(state):

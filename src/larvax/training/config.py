@@ -11,9 +11,15 @@ chunks; every chunk has the same size, so one compilation serves the whole run: 
 U updates runs ``ceil(U / c) * c`` updates with ``c = min(chunk_updates, U)``),
 ``checkpoint_every_seconds``, ``keep_checkpoints``, ``max_wall_time_s`` (stop after the
 chunk that reaches this much training time, 0 = no limit; the budget in env steps still
-caps the run).
+caps the run), ``expected_steps_per_s`` (the preset's measured training rate on the machine
+its comment names; the banner scales it by the budget to estimate the time, 0 = unknown).
 
 Presets are YAML files in ``larvax/training/presets/``: data, not code paths.
+A config file (``--config``) is merged over ``--preset``, or over the default preset without
+one; a section that names another agent or component (``agent``, ``env.name``,
+``network.name``) replaces the preset's (``agent_config``, ``env``, ``network``) instead of
+being merged into it, and with another agent or environment the preset's ``description`` and
+``expected_steps_per_s`` (which describe the preset's job) are dropped.
 Overrides use dotted keys (``agent_config.batch_size=64``); a bare key that names exactly
 one nested field is accepted as a shortcut (``torso=lru`` -> ``network.torso``). Values
 are parsed as YAML scalars and must keep the type of the value they replace.
@@ -22,6 +28,7 @@ are parsed as YAML scalars and must keep the type of the value they replace.
 from __future__ import annotations
 
 import copy
+import difflib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,7 @@ TOP_LEVEL: dict[str, type | tuple[type, ...]] = {
     "checkpoint_every_seconds": (int, float),
     "keep_checkpoints": int,
     "max_wall_time_s": (int, float),
+    "expected_steps_per_s": (int, float),
 }
 DEFAULTS: dict[str, Any] = {
     "name": "run",
@@ -51,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint_every_seconds": 120,
     "keep_checkpoints": 3,
     "max_wall_time_s": 0.0,
+    "expected_steps_per_s": 0.0,
 }
 DEFAULT_PRESET = "r2d2-simfish"
 
@@ -107,6 +116,30 @@ def merge(base: dict, update: dict, path: str = "") -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def merge_config_file(preset: dict, data: dict) -> dict:
+    """A config file's mapping merged over a preset: sections merge, except that a section
+    naming another agent/component replaces the preset's, and with another agent or
+    environment the preset's description and measured rate are dropped."""
+    base = copy.deepcopy(preset)
+    other_agent = "agent" in data and data["agent"] != base.get("agent")
+    if other_agent:
+        base.pop("agent_config", None)
+    other_env = False
+    for section in ("env", "network"):
+        new = data.get(section)
+        if (
+            isinstance(new, dict)
+            and "name" in new
+            and new["name"] != base.get(section, {}).get("name")
+        ):
+            base.pop(section, None)
+            other_env = other_env or section == "env"
+    if other_agent or other_env:
+        base.pop("description", None)
+        base.pop("expected_steps_per_s", None)
+    return merge(base, data)
 
 
 def _type_name(t) -> str:
@@ -207,7 +240,11 @@ def validate(cfg: dict) -> dict:
     """Fill defaults and check the top level; the agent validates ``agent_config`` itself."""
     unknown = sorted(set(cfg) - set(TOP_LEVEL))
     if unknown:
-        raise ConfigError(f"unknown config key(s) {unknown}; allowed: {', '.join(TOP_LEVEL)}")
+        hints = [difflib.get_close_matches(k, TOP_LEVEL, n=1) for k in unknown]
+        hint = (
+            "".join(f" (did you mean {h[0]!r}?)" for h in hints if h) if len(unknown) == 1 else ""
+        )
+        raise ConfigError(f"unknown config key(s) {unknown}{hint}; allowed: {', '.join(TOP_LEVEL)}")
     out = merge(DEFAULTS, cfg)
     for key in ("agent", "env", "network", "total_env_steps"):
         if key not in out:
@@ -247,13 +284,15 @@ def resolve(
     steps: int | None = None,
     seed: int | None = None,
 ) -> dict:
-    """Preset, then config file, then ``--set`` overrides, then ``--steps``/``--seed``."""
-    cfg = {}
-    if preset or not config_file:
-        cfg = load_preset(preset or DEFAULT_PRESET)
-        cfg.setdefault("name", preset or DEFAULT_PRESET)
+    """Preset (the default one without ``preset``), then the config file merged over it
+    (:func:`merge_config_file`), then ``--set`` overrides, then ``--steps``/``--seed``."""
+    cfg = load_preset(preset or DEFAULT_PRESET)
+    cfg.setdefault("name", preset or DEFAULT_PRESET)
     if config_file:
-        cfg = merge(cfg, load_file(config_file))
+        data = load_file(config_file)
+        cfg = merge_config_file(cfg, data)
+        if "name" not in data and not preset:
+            cfg["name"] = Path(config_file).stem
     cfg = merge(DEFAULTS, cfg)
     for assignment in overrides:
         cfg = apply_override(cfg, assignment)

@@ -4,13 +4,20 @@ The CSV is the record of a run. Each row is flushed and fsync'ed when written; o
 the file is cut back (atomically: write a temporary file, then rename) to the rows the
 checkpoint knows about, so no row is lost or duplicated after a crash. TensorBoard is told
 the same through ``purge_step``.
+
+Progress goes to stderr in one of two forms: a rich progress display (a terminal; two lines,
+readable at 80 columns) or plain lines (``PlainProgress``: stderr is not a terminal, e.g. a
+batch job or ``nohup``, or ``larvax train --log-every SECONDS``).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
+import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -22,6 +29,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
+
+from larvax.training import fault_hooks
 
 # Columns every agent reports (agents/base.py); agent-specific ones follow.
 BASE_COLUMNS = ["update", "env_steps", "wall_time_s", "steps_per_s"]
@@ -78,11 +88,20 @@ class CSVLog:
         new_file = not self.path.exists() or self.path.stat().st_size == 0
         if self.columns is None:
             self.columns = list(row.keys())
+        text = io.StringIO()
+        writer = csv.writer(text)
+        if new_file:
+            writer.writerow(self.columns)
+        writer.writerow([_fmt(row.get(c, float("nan"))) for c in self.columns])
+        line = text.getvalue()
+        half = len(line) // 2
         with self.path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            if new_file:
-                writer.writerow(self.columns)
-            writer.writerow([_fmt(row.get(c, float("nan"))) for c in self.columns])
+            f.write(line[:half])
+            if fault_hooks.ENV in os.environ:  # test hook: a kill with half a row on disk
+                f.flush()
+                os.fsync(f.fileno())
+                fault_hooks.maybe_kill("csv-row")
+            f.write(line[half:])
             f.flush()
             os.fsync(f.fileno())
 
@@ -109,9 +128,39 @@ class TensorBoardLog:
         self._writer.close()
 
 
+def _stats(columns, row: dict) -> str:
+    parts = []
+    for key, label, fmt in columns:
+        value = row.get(key)
+        if isinstance(value, float) and not math.isnan(value):
+            parts.append(f"{label} {fmt.format(value)}")
+    return "  ".join(parts)
+
+
+def _columns(episode_metrics) -> list[tuple[str, str, str]]:
+    """(row key, label, format) of the statistics shown: return, labelled metrics, loss."""
+    columns = [("episode_return", "return", "{:.2f}")]
+    columns += [(m.name, m.label, "{:.2f}") for m in episode_metrics if m.label]
+    columns.append(("loss", "loss", "{:.4f}"))
+    return columns
+
+
+class _TwoLineProgress(Progress):
+    """A progress bar line (steps, time) and, below it, a line of statistics: each line fits
+    in 80 columns, so nothing is cut to fragments."""
+
+    stats = ""
+
+    def get_renderables(self):
+        yield self.make_tasks_table(self.tasks)
+        if self.stats:
+            yield Text(self.stats, overflow="fold")
+
+
 class ProgressDisplay:
-    """A rich progress bar: env steps, steps/s, recent return, the environment's labelled
-    episode metrics (``EpisodeMetric.label``), loss, ETA."""
+    """A rich progress display: env steps of the budget actually run, elapsed time and ETA on
+    the first line; steps/s, recent return, the environment's labelled episode metrics
+    (``EpisodeMetric.label``) and loss on the second."""
 
     def __init__(
         self,
@@ -121,24 +170,21 @@ class ProgressDisplay:
         episode_metrics=(),
     ):
         self.console = console or Console(stderr=True)
-        self._columns = [("episode_return", "return", "{:.2f}")]
-        self._columns += [(m.name, m.label, "{:.2f}") for m in episode_metrics if m.label]
-        self._columns.append(("loss", "loss", "{:.4f}"))
-        self._progress = Progress(
+        self._columns = _columns(episode_metrics)
+        self._progress = _TwoLineProgress(
             TextColumn("[bold]train"),
-            BarColumn(),
+            BarColumn(bar_width=None),
             TaskProgressColumn(),
             TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
-            TextColumn("{task.fields[rate]}"),
-            TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=self.console,
             transient=False,
+            expand=True,
         )
         self._task = self._progress.add_task(
-            "train", total=total_env_steps, completed=start_env_steps, rate="", stats=""
+            "train", total=total_env_steps, completed=start_env_steps, stats=""
         )
 
     def __enter__(self):
@@ -149,14 +195,64 @@ class ProgressDisplay:
         self._progress.stop()
 
     def update(self, row: dict) -> None:
-        parts = []
-        for key, label, fmt in self._columns:
-            value = row.get(key)
-            if isinstance(value, float) and not math.isnan(value):
-                parts.append(f"{label} {fmt.format(value)}")
-        self._progress.update(
-            self._task,
-            completed=row["env_steps"],
-            rate=f"{row['steps_per_s']:,.0f} steps/s",
-            stats="  ".join(parts),
-        )
+        stats = _stats(self._columns, row)
+        self._progress.stats = f"{row['steps_per_s']:,.0f} steps/s  {stats}".rstrip()
+        self._progress.update(self._task, completed=row["env_steps"], stats=stats)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class PlainProgress:
+    """Plain progress lines for logs: steps of the budget, steps/s, return and the labelled
+    episode metrics, loss, elapsed time and ETA. One line after the first chunk, then at
+    most one every ``every_s`` seconds (checked after each chunk), and one at the end."""
+
+    def __init__(
+        self,
+        total_env_steps: int,
+        start_env_steps: int = 0,
+        stream=None,
+        episode_metrics=(),
+        every_s: float = 30.0,
+        clock=time.monotonic,
+    ):
+        self.total = int(total_env_steps)
+        self.start_steps = int(start_env_steps)
+        self.stream = stream
+        self.every_s = float(every_s)
+        self._columns = _columns(episode_metrics)
+        self._clock = clock
+        self._t0 = clock()
+        self._last: float | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def line(self, row: dict, now: float) -> str:
+        steps = int(row["env_steps"])
+        elapsed = now - self._t0
+        rate = (steps - self.start_steps) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - steps) / rate if rate > 0 else float("nan")
+        percent = 100.0 * steps / max(self.total, 1)
+        parts = [
+            f"train {steps:,}/{self.total:,} steps ({percent:.0f}%)",
+            f"{row['steps_per_s']:,.0f} steps/s",
+            _stats(self._columns, row),
+            f"elapsed {_clock(elapsed)}",
+            f"ETA {_clock(eta) if math.isfinite(eta) else '-'}",
+        ]
+        return "  ".join(p for p in parts if p)
+
+    def update(self, row: dict) -> None:
+        now = self._clock()
+        done = int(row["env_steps"]) >= self.total
+        if self._last is not None and now - self._last < self.every_s and not done:
+            return
+        self._last = now
+        print(self.line(row, now), file=self.stream or sys.stderr, flush=True)

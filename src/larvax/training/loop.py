@@ -6,25 +6,26 @@ chunk's metrics into a CSV/TensorBoard row, updates the progress bar and checkpo
 
 Run directory::
 
-    config.yaml          the resolved config (what --resume reads)
+    config.yaml          the resolved config (what --resume reads; its sha256 is in run.json)
     run.json             larvax version, status (running | finished | failed | interrupted)
     metrics.csv          one row per chunk
     tb/                  TensorBoard event files
-    checkpoints/<update>/  orbax checkpoints (state + record), newest ``keep_checkpoints``
+    checkpoints/<update>/  orbax checkpoints (state + record + larvax.sha256), newest
+                         ``keep_checkpoints``: after the first chunk, then every
+                         ``checkpoint_every_seconds`` and at the end
+    damaged_checkpoints/ checkpoints that failed their checksum on resume (moved aside)
     learning_curve.png   at the end
     summary.json         at the end
 
-Crash safety: checkpoints are atomic (orbax); every CSV row is fsync'ed; on resume the CSV
-is cut back to the rows the restored checkpoint had written (so the deterministic re-run
-of the lost chunks writes them again exactly once) and TensorBoard purges later points.
+Crash safety: checkpoints are atomic (orbax) and verified on restore (checkpoint.py); every
+CSV row is fsync'ed; on resume the CSV is cut back to the rows the restored checkpoint had
+written (so the deterministic re-run of the lost chunks writes them again exactly once) and
+TensorBoard purges later points. An inconsistent run directory is refused (rundir.py).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,20 +34,27 @@ import jax
 import numpy as np
 import yaml
 
-import larvax
 from larvax.training.checkpoint import Checkpointer
 from larvax.training.config import ConfigError, validate
-from larvax.training.logging import CSVLog, ProgressDisplay, TensorBoardLog
+from larvax.training.console import banner, progress_display, reporter
+from larvax.training.logging import CSVLog, TensorBoardLog
+from larvax.training.rundir import (
+    RUN_FILES,
+    RunDirError,
+    check_resumable,
+    check_rows,
+    default_run_dir,
+    prepare_new_run_dir,
+    set_status,
+    write_config,
+    write_json_atomic,
+)
 
-RUN_FILES = ("config.yaml", "run.json", "metrics.csv", "checkpoints")
+__all__ = ["RUN_FILES", "RunDirError", "RunResult", "TrainingDiverged", "load_run", "run"]
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class RunDirError(ValueError):
-    """A run directory that cannot be used (holds another run, or is not a run)."""
 
 
 @dataclass
@@ -59,44 +67,6 @@ class RunResult:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def _set_status(run_dir: Path, status: str, **extra) -> None:
-    path = run_dir / "run.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data.update(status=status, larvax_version=larvax.__version__, **extra)
-    data["updated"] = _dt.datetime.now().isoformat(timespec="seconds")
-    _write_json_atomic(path, data)
-
-
-def default_run_dir(cfg_name: str) -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg_name}-{stamp}"
-
-
-def prepare_new_run_dir(run_dir: Path) -> None:
-    """Refuse a directory that already holds a run (or anything else)."""
-    if run_dir.exists():
-        if not run_dir.is_dir():
-            raise RunDirError(f"run directory {str(run_dir)!r} is a file, not a directory")
-        contents = list(run_dir.iterdir())
-        if any((run_dir / f).exists() for f in RUN_FILES):
-            raise RunDirError(
-                f"run directory {str(run_dir)!r} already holds a run; continue it with "
-                f"`larvax train --resume {run_dir}` or choose another --run-dir"
-            )
-        if contents:
-            raise RunDirError(
-                f"run directory {str(run_dir)!r} is not empty and is not a larvax run; "
-                "choose a new or empty directory"
-            )
-    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def aggregate(
@@ -205,10 +175,7 @@ def _load_config(cfg: dict | None, run_dir, resume: bool) -> tuple[dict, Path]:
         if run_dir is None:
             raise RunDirError("--resume needs a run directory")
         run_dir = Path(run_dir)
-        cfg_path = run_dir / "config.yaml"
-        if not cfg_path.is_file():
-            raise RunDirError(f"{str(run_dir)!r} is not a larvax run directory (no config.yaml)")
-        saved = yaml.safe_load(cfg_path.read_text())
+        saved = check_resumable(run_dir)
         if cfg is not None:  # e.g. a larger --steps budget
             saved["total_env_steps"] = cfg["total_env_steps"]
         return validate(saved), run_dir
@@ -261,23 +228,43 @@ class _Session:
         limit = float(self.cfg.get("max_wall_time_s", 0) or 0)
         return limit > 0 and self.wall_s >= limit
 
-    def start(self, resume: bool):
-        """The state to train from: the newest checkpoint (resume) or ``agent.init``; the
-        CSV is cut back to the rows that checkpoint knows about."""
+    def start(self, resume: bool, report=print):
+        """The state to train from: the newest good checkpoint (resume; damaged ones are
+        reported and skipped) or ``agent.init``; the CSV is cut back to the rows that
+        checkpoint knows about. An inconsistent run directory raises RunDirError."""
         key = jax.random.key(self.cfg["seed"])
-        if resume and self.ckpt.latest_step() is not None:
-            state, record = self.ckpt.restore(_abstract_state(self.agent, key))
+        if not resume:
+            write_config(self.run_dir, self.cfg)
+            state = self.agent.init(key)
+        elif self.ckpt.all_steps():
+            abstract = _abstract_state(self.agent, key)
+            state, record = self.ckpt.restore_latest_good(abstract, report)
             self.updates = int(record["updates"])
             self.wall_s = float(record["wall_time_s"])
             self.csv_rows = int(record["csv_rows"])
-        else:
-            if resume:  # killed before the first checkpoint: start again from scratch
-                self.csv_log.truncate(0)
-            state = self.agent.init(key)
-        if resume:
+            have = len(self.csv_log.read())
+            check_rows(self.run_dir, have, record, self.updates)
+            if have > self.csv_rows:
+                report(
+                    f"metrics.csv: dropping {have - self.csv_rows} row(s) written after "
+                    f"checkpoint {self.updates}; the chunks are run again"
+                )
             self.csv_log.truncate(self.csv_rows)
         else:
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg, sort_keys=False))
+            rows = len(self.csv_log.read())
+            if rows > 1:  # the first checkpoint follows the first row: these were deleted
+                raise RunDirError(
+                    f"{self.run_dir}/checkpoints holds no checkpoint but metrics.csv has "
+                    f"{rows} rows; restore the checkpoints, or start a new run (larvax train "
+                    f"--config {self.run_dir}/config.yaml --run-dir NEW_DIR)"
+                )
+            dropped = " (dropping the unfinished chunk's row)" if rows else ""
+            report(
+                "no checkpoint was finished before the run stopped: starting again from "
+                f"update 0{dropped}"
+            )
+            self.csv_log.truncate(0)
+            state = self.agent.init(key)
         rows = self.csv_log.read()
         steps_per_update = int(self.agent.env_steps_per_update)
         self.env_steps = (
@@ -346,7 +333,9 @@ def _train(session: _Session, state, display, max_chunks: int | None) -> bool:
         chunks += 1
         time_up = session.time_up()
         finished = session.updates >= total_updates or time_up
-        if finished or time.monotonic() - last_save >= session.cfg["checkpoint_every_seconds"]:
+        first = session.ckpt.latest_step() is None  # the first checkpoint: after one chunk
+        due = time.monotonic() - last_save >= session.cfg["checkpoint_every_seconds"]
+        if finished or first or due:
             session.save(state)
             last_save = time.monotonic()
         if time_up:
@@ -364,11 +353,16 @@ def run(
     progress: bool = True,
     max_chunks: int | None = None,
     console=None,
+    log_every: float | None = None,
 ) -> RunResult:
     """Train a new run (``cfg``) or resume one (``resume=True``, ``run_dir`` given).
 
     ``max_chunks`` stops after that many chunks (tests, smoke runs); the run can be resumed.
+    ``log_every``: plain progress lines at most every that many seconds (the default when
+    the console is not a terminal: 30 s). Notes (the budget, fallbacks, repairs) go to
+    ``console`` (default: stderr), one line each.
     """
+    report = reporter(console)
     cfg, run_dir = _load_config(cfg, run_dir, resume)
     env, env_params, agent = build(cfg)
     session = _Session(
@@ -379,28 +373,36 @@ def run(
         Checkpointer(run_dir / "checkpoints", keep=cfg["keep_checkpoints"]),
         CSVLog(run_dir / "metrics.csv"),
     )
-    state = session.start(resume)
-    _set_status(
+    try:
+        state = session.start(resume, report)
+    except BaseException:
+        session.close()
+        raise
+    set_status(
         run_dir,
         "running",
         total_updates=session.chunk_and_total[1],
         devices=int(getattr(agent, "num_devices", 1)),
         platform=jax.default_backend(),
     )
+    chunk, total_updates = session.chunk_and_total
+    if console is not None:
+        banner(cfg, agent, chunk, total_updates, session.updates, session.env_steps, report)
     display = None
     if progress:
-        display = ProgressDisplay(
-            cfg["total_env_steps"], session.env_steps, console, session.episode_metrics
+        total = total_updates * int(agent.env_steps_per_update)
+        display = progress_display(
+            total, session.env_steps, session.episode_metrics, console, log_every
         )
     try:
         if display:
             display.__enter__()
         completed = _train(session, state, display, max_chunks)
     except KeyboardInterrupt:
-        _set_status(run_dir, "interrupted", updates=session.updates)
+        set_status(run_dir, "interrupted", updates=session.updates)
         raise
     except TrainingDiverged as err:
-        _set_status(run_dir, "failed", reason=str(err))
+        set_status(run_dir, "failed", reason=str(err))
         raise
     finally:
         if display:
@@ -408,10 +410,10 @@ def run(
         session.close()
     rows = session.csv_log.read()
     if not completed:
-        _set_status(run_dir, "interrupted", updates=session.updates)
+        set_status(run_dir, "interrupted", updates=session.updates)
         return RunResult(run_dir, session.updates, session.env_steps, rows, {})
     summary = finish(run_dir, cfg, rows, session.episode_metrics)
-    _set_status(run_dir, "finished", updates=session.updates)
+    set_status(run_dir, "finished", updates=session.updates)
     return RunResult(run_dir, session.updates, session.env_steps, rows, summary)
 
 
@@ -439,7 +441,7 @@ def finish(run_dir: Path, cfg: dict, rows: list[dict], episode_metrics=()) -> di
                 finite = values[np.isfinite(values)]
                 summary[f"final_{name}"] = float(finite.mean()) if len(finite) else float("nan")
         summary["mean_steps_per_s"] = float(np.nanmean(col("steps_per_s")))
-    _write_json_atomic(run_dir / "summary.json", summary)
+    write_json_atomic(run_dir / "summary.json", summary)
     if rows:
         panels = ("episode_return", *declared[:1], "loss")
         title = cfg.get("description", "")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
+
+NO_EPISODES = "no episodes finished yet"
 
 
 def learning_curve(
@@ -15,7 +18,19 @@ def learning_curve(
 ) -> Path:
     """Plot the columns ``panels`` (those present in ``rows``) against env steps, one panel
     each; the training loop shows episode return, the environment's first declared episode
-    metric and the loss."""
+    metric and the loss. A panel without a finite value says so ("no episodes finished
+    yet" for episode statistics); the title is wrapped to the figure's width."""
+    import matplotlib.pyplot as plt
+
+    fig = learning_curve_figure(rows, title, panels)
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def learning_curve_figure(rows: list[dict], title: str = "", panels=("episode_return", "loss")):
+    """The matplotlib figure of :func:`learning_curve` (not saved)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,6 +47,9 @@ def learning_curve(
     for ax, name in zip(axes[:, 0], panels, strict=True):
         y = col(name)
         ok = np.isfinite(y)
+        if not ok.any():
+            empty = NO_EPISODES if name != "loss" else "no finite loss yet"
+            ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
         ax.plot(steps[ok], y[ok], lw=0.8, alpha=0.5, color="C0")
         if ok.sum() >= 5:
             k = max(1, ok.sum() // 20)
@@ -40,10 +58,7 @@ def learning_curve(
         ax.set_ylabel(name.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("environment steps")
-    if title:
-        axes[0, 0].set_title(title, fontsize=9)
+    if title:  # lines of at most 80 characters of 9-pt text fit across the 7-inch figure
+        axes[0, 0].set_title("\n".join(textwrap.wrap(title, 80)), fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig

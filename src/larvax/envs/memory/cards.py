@@ -31,7 +31,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from larvax.envs.core import Box, Discrete, Environment, TimeStep
+from larvax.envs.core import (
+    Box,
+    Discrete,
+    Environment,
+    TimeStep,
+    check_action,
+    end_on_invalid_action,
+)
 from larvax.validation import Int, OneOf, field, require, validate
 
 Array = jax.Array
@@ -193,13 +200,14 @@ class RepeatPrevious(_CardGame):
 
     def step(self, key, state, action, params=None):
         params = self._p(params)
+        invalid = check_action(self.action_space(params), action, f"{self.name}.step")
         n, k = self.num_cards(params), params.k
         t = state.t + 1
         scale = 1.0 / (n - k)
         correct = jnp.asarray(action) == suit(self._card(state, t - k))
         reward = jnp.where(t >= k, jnp.where(correct, scale, -scale), 0.0)
         new = CardState(state.cards, t)
-        return new, _ts(self._obs(new, params), reward, t >= n - 1)
+        return new, end_on_invalid_action(_ts(self._obs(new, params), reward, t >= n - 1), invalid)
 
     def observation_space(self, params=None):
         return Box(0.0, 1.0, (NUM_SUITS,), jnp.float32)
@@ -228,12 +236,15 @@ class RepeatFirst(_CardGame):
 
     def step(self, key, state, action, params=None):
         params = self._p(params)
+        invalid = check_action(self.action_space(params), action, f"{self.name}.step")
         n = self.num_cards(params)
         t = state.t + 1
         scale = 1.0 / (n - 1)
         correct = jnp.asarray(action) == suit(state.cards[0])
         new = CardState(state.cards, t)
-        return new, _ts(self._obs(new, params), jnp.where(correct, scale, -scale), t >= n - 1)
+        return new, end_on_invalid_action(
+            _ts(self._obs(new, params), jnp.where(correct, scale, -scale), t >= n - 1), invalid
+        )
 
     def observation_space(self, params=None):
         return Box(0.0, 1.0, (NUM_SUITS,), jnp.float32)
@@ -274,6 +285,7 @@ class Autoencode(_CardGame):
 
     def step(self, key, state, action, params=None):
         params = self._p(params)
+        invalid = check_action(self.action_space(params), action, f"{self.name}.step")
         n = self.num_cards(params)
         t = state.t + 1
         playing = state.t >= n - 1  # the mode at the start of this step
@@ -281,7 +293,9 @@ class Autoencode(_CardGame):
         scale = 1.0 / n
         reward = jnp.where(playing, jnp.where(correct, scale, -scale), 0.0)
         new = CardState(state.cards, t)
-        return new, _ts(self._obs(new, params), reward, t >= 2 * n - 1)
+        return new, end_on_invalid_action(
+            _ts(self._obs(new, params), reward, t >= 2 * n - 1), invalid
+        )
 
     def observation_space(self, params=None):
         return Box(0.0, 1.0, (2 + NUM_SUITS,), jnp.float32)
@@ -383,6 +397,7 @@ class CountRecall(Environment):
 
     def step(self, key, state, action, params=None):
         params = self._p(params)
+        invalid = check_action(self.action_space(params), action, f"{self.name}.step")
         n, d = self.num_cards(params), self.num_categories(params)
         last = n - 1
         prev_query = self._category(state.queries[jnp.clip(state.t, 0, last)], params)
@@ -393,7 +408,7 @@ class CountRecall(Environment):
         scale = 1.0 / (n - 1)
         reward = jnp.where(jnp.asarray(action) == prev_count, scale, -scale)
         new = CountRecallState(state.values, state.queries, counts, t)
-        return new, _ts(self._obs(new, params), reward, t >= last)
+        return new, end_on_invalid_action(_ts(self._obs(new, params), reward, t >= last), invalid)
 
     def observation_space(self, params=None):
         d = self.num_categories(self._p(params))

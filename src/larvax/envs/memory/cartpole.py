@@ -32,7 +32,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from larvax.envs.core import Box, Discrete, Environment, TimeStep
+from larvax.envs.core import (
+    Box,
+    Discrete,
+    Environment,
+    TimeStep,
+    check_action,
+    end_on_invalid_action,
+)
 from larvax.validation import Int, Number, fail
 
 Array = jax.Array
@@ -140,6 +147,7 @@ class StatelessCartPole(Environment):
 
     def step(self, key, state: CartPoleState, action, params=None):
         params = self._p(params)
+        invalid = check_action(self.action_space(params), action, f"{self.name}.step")
         force = jnp.where(jnp.asarray(action) == 1, params.force_mag, -params.force_mag)
         total_mass = params.masspole + params.masscart
         polemass_length = params.masspole * params.length
@@ -176,7 +184,7 @@ class StatelessCartPole(Environment):
             t >= params.max_episode_length,
             {},
         )
-        return new, ts
+        return new, end_on_invalid_action(ts, invalid)
 
     def observation_space(self, params=None):
         params = self._p(params)

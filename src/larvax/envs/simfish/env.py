@@ -51,7 +51,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from larvax.envs.core import Box, Dict, Discrete, Environment, EpisodeMetric, TimeStep
+from larvax.envs.core import (
+    Box,
+    Dict,
+    Discrete,
+    Environment,
+    EpisodeMetric,
+    TimeStep,
+    check_action,
+    end_on_invalid_action,
+)
 from larvax.envs.simfish import arena, predator, prey, vision
 from larvax.envs.simfish import bouts as bouts_lib
 from larvax.envs.simfish.config import SimfishParams
@@ -217,14 +226,17 @@ class Simfish(Environment):
         return state, ts
 
     def step(self, key: Array, state: SimfishState, action: Array, params=None):
+        """One bout. An action outside 0..20 raises at once in an eager call; under a JAX
+        transform it ends the episode with reward 0 and ``info["invalid_action"]``."""
         p = params or self.params
+        invalid = check_action(self.action_space(p), action, "Simfish.step")
         k_phys, k_obs = jax.random.split(key)
         new_state, comps, events = physics_step(p, k_phys, state, action)
         obs = self.observe(k_obs, new_state, p)
         reward = sum(comps[c] for c in REWARD_COMPONENTS).astype(jnp.float32)
         info = {"reward_components": comps, **events}
         ts = TimeStep(obs, reward, events["terminated"], events["truncated"], info)
-        return new_state, ts
+        return new_state, end_on_invalid_action(ts, invalid, flag=True)
 
     def step_autoreset(self, key: Array, state: SimfishState, action: Array, params=None):
         """``step`` that starts a new episode in the same call when this one ends.
@@ -238,16 +250,17 @@ class Simfish(Environment):
         episode must bootstrap from its last observation).
         """
         p = params or self.params
+        invalid = check_action(self.action_space(p), action, "Simfish.step_autoreset")
         k_phys, k_reset, k_obs = jax.random.split(key, 3)
         new_state, comps, events = physics_step(p, k_phys, state, action)
-        done = events["terminated"] | events["truncated"]
+        done = events["terminated"] | events["truncated"] | invalid
         fresh = self.init_state(k_reset, p)
         new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(done, a, b), fresh, new_state)
         obs = self.observe(k_obs, new_state, p)
         reward = sum(comps[c] for c in REWARD_COMPONENTS).astype(jnp.float32)
         info = {"reward_components": comps, **events}
         ts = TimeStep(obs, reward, events["terminated"], events["truncated"], info)
-        return new_state, ts
+        return new_state, end_on_invalid_action(ts, invalid, flag=True)
 
 
 def _zero_info() -> dict:
@@ -266,6 +279,7 @@ def _zero_info() -> dict:
         "escape_jumps": jnp.zeros((), jnp.int32),
         "terminated": f,
         "truncated": f,
+        "invalid_action": f,
     }
 
 
