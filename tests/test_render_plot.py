@@ -91,7 +91,9 @@ def test_frame_shows_the_fish_at_its_recorded_position(tmp_path):
     # at 0.5 image px per px, tail toward -x, plus the 1 px half-width of its line
     body = (2.5 + 41.0) * SIZE / ARENA
     assert dist.max() <= body + 2.0
-    assert np.all(xs + 0.5 <= px + 4.0)  # heading +x: the body lies behind the mouth
+    ring = np.abs(dist - 12.0) <= 1.5  # the marker ring (radius 12 px) centred on the fish
+    assert ring.sum() > 50
+    assert np.all(xs[~ring] + 0.5 <= px + 4.0)  # heading +x: the body lies behind the mouth
     # at the reset row the fish is at (400, 60) -> (200, 30), not at the later position
     first = np.all(renderer.frame(0)[:SIZE, :SIZE] == render.FISH, axis=-1)
     ys0, xs0 = np.nonzero(first)

@@ -195,9 +195,14 @@ def plot_event_bouts(episodes, path: Path, window=EVENT_WINDOW) -> Path:
         if n_events == 0 or not np.any(counts > 0):
             _empty(ax, f"no '{name}' events in these episodes")
             continue
-        handles = ax.stackplot(lags, np.nan_to_num(props).T, colors=colors, lw=0)
+        bottom = np.zeros(lags.size)
+        handles = []
+        for b in range(NUM_BOUTS):  # stacked bars, one per lag (steps are discrete)
+            height = np.nan_to_num(props[:, b])
+            handles.append(ax.bar(lags, height, 1.0, bottom=bottom, color=colors[b], lw=0))
+            bottom += height
         ax.axvline(0, color="k", lw=0.8, ls="--")
-        ax.set_xlim(lags[0], lags[-1])
+        ax.set_xlim(lags[0] - 0.5, lags[-1] + 0.5)
         ax.set_ylim(0, 1)
         ax.set_ylabel("bout proportion", fontsize=8)
         ax.set_xlabel("steps from the event (0: the step it happened in)", fontsize=8)
@@ -305,7 +310,7 @@ def plot_learning_curves(run_dir, path) -> Path:
         if not ok.any():
             _empty(ax, f"no finite '{name}' values yet")
             continue
-        ax.plot(steps[ok], y[ok], lw=0.8, alpha=0.5, color="C0")
+        ax.plot(steps[ok], y[ok], lw=0.8, alpha=0.6, color="C0", marker="o", ms=2.5)
         k = max(1, int(ok.sum()) // 20)
         if ok.sum() >= 5:
             smooth = np.convolve(y[ok], np.ones(k) / k, mode="valid")

@@ -103,6 +103,19 @@ def _polyline(img, xs, ys, colors, thickness: int = 2) -> None:
             img[iy[ok], ix[ok]] = col[ok]
 
 
+def _ring(img, cx: float, cy: float, r: float, width: float, color) -> None:
+    """A ring of radius ``r`` (px) around ``(cx, cy)``, clipped to the image."""
+    h, w = img.shape[:2]
+    k = int(np.ceil(r + width)) + 1
+    x0, x1 = max(int(cx) - k, 0), min(int(cx) + k + 1, w)
+    y0, y1 = max(int(cy) - k, 0), min(int(cy) + k + 1, h)
+    if x0 >= x1 or y0 >= y1:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    d = np.hypot(xx + 0.5 - cx, yy + 0.5 - cy)
+    img[y0:y1, x0:x1][np.abs(d - r) <= width / 2] = color
+
+
 class FrameRenderer:
     """Frames of one :class:`RecordedEpisode`.
 
@@ -204,6 +217,7 @@ class FrameRenderer:
                 self.path_y[lo : t + 1],
                 self.path_colors[lo + 1 : t + 1],
             )
+        _ring(img, self.path_x[t], self.path_y[t], 12.0, 2.0, arena_render.FISH)  # find the fish
         prey = ep.prey_xy[t]
         state = SimpleNamespace(
             fish_xy=ep.fish_xy[t],
@@ -270,8 +284,8 @@ class FrameRenderer:
             items.append((bar_x + bar_w + 6, 40, "n/a", TEXT))
         line = f"reward {ep.reward[t]:+.2f}   return {np.sum(ep.reward[1 : t + 1]):+.2f}"
         if ep.internal is not None:
-            light = "light" if ep.internal[t, 0] > 0.5 else "dark"
-            line += f"   {light}   salt {ep.internal[t, 2]:.2f}"
+            # the internal state's flags as the fish reads them
+            line += f"   in_light {ep.internal[t, 0]:.0f}   salt {ep.internal[t, 2]:.2f}"
         items.append((x, 58, line, TEXT))
         ex = x
         for key, (text, rgb) in EVENT_TEXT.items():
