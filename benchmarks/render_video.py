@@ -36,7 +36,8 @@ def main() -> None:
     import imageio.v2 as imageio
 
     from larvax.evaluation.recorded import random_episode
-    from larvax.evaluation.video import FrameRenderer, write_video
+    from larvax.evaluation.video import FrameRenderer
+    from larvax.evaluation.video_writer import write_video
 
     t0 = time.perf_counter()
     ep = random_episode(args.preset, args.seed, args.steps)

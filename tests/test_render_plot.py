@@ -14,13 +14,16 @@ from larvax.cli import main
 from larvax.envs.simfish import render
 from larvax.evaluation import plots
 from larvax.evaluation.recorded import read_episode
-from larvax.evaluation.video import FrameRenderer, principal_components, write_video
+from larvax.evaluation.video import FrameRenderer, principal_components
+from larvax.evaluation.video_writer import write_video
 
 ARENA = 500  # px, square
 SIZE = 250  # arena panel side: 0.5 image px per arena px
 
 
-def write_log(path, fish_xy, action, *, prey=None, predator_present=None, events=None, h=4):
+def write_log(
+    path, fish_xy, action, *, prey=None, predator_present=None, events=None, h=4, extra=None
+):
     """A Simfish episode log with T + 1 = len(fish_xy) rows, reference dataset names."""
     fish_xy = np.asarray(fish_xy, np.float32)
     rows = len(fish_xy)
@@ -48,6 +51,8 @@ def write_log(path, fish_xy, action, *, prey=None, predator_present=None, events
         f["actor_state"] = rng.normal(size=(rows - 1, h)).astype(np.float32)
         f["episode_length"] = np.int64(rows - 1)
         f["salt_location"] = np.full((1, 2), np.nan, np.float32)
+        for name, value in (extra or {}).items():
+            f[name] = value
         env = f.create_group("env_variables")
         env.attrs["arena_width"] = ARENA
         env.attrs["arena_height"] = ARENA
@@ -98,6 +103,19 @@ def test_frame_shows_the_fish_at_its_recorded_position(tmp_path):
     first = np.all(renderer.frame(0)[:SIZE, :SIZE] == render.FISH, axis=-1)
     ys0, xs0 = np.nonzero(first)
     assert np.hypot(xs0 + 0.5 - 200, ys0 + 0.5 - 30).min() <= 3.0 and not first[160, 61]
+
+
+def test_scripted_predator_drawn_at_its_stimulus_index(tmp_path):
+    # log row t shows stimulus index t - 1 (docs/evaluation.md): index 1 -> row 2 only
+    stim = np.full((1, 3, 2), np.nan, np.float32)
+    stim[0, 1] = (300.0, 300.0)  # -> image pixel (150, 150); radius 64 px -> 32
+    fish = [(100.0, 100.0)] * 4
+    path = write_log(
+        tmp_path / "logs_1.hdf5", fish, [-1, 0, 0, 0], extra={"stimulus_predator_xy": stim}
+    )
+    renderer = FrameRenderer(read_episode(path), size=SIZE)
+    shown = [bool(np.all(renderer.frame(t)[150, 150] == render.PRED)) for t in range(4)]
+    assert shown == [False, False, True, False]
 
 
 def test_frame_layout_and_pca_panel(eval_dir):

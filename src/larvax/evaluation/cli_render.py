@@ -146,7 +146,8 @@ def _load_episode(args):
 
 def cmd_render(args) -> int:
     from larvax.evaluation.recorded import LogError
-    from larvax.evaluation.video import FrameRenderer, check_output, write_video
+    from larvax.evaluation.video import FrameRenderer
+    from larvax.evaluation.video_writer import check_output, write_video
 
     try:
         out = check_output(args.out)

@@ -58,6 +58,9 @@ class RecordedEpisode:
     actor_state: np.ndarray | None = None  # float [T, H]: row t read observation row t
     reward_components: dict = field(default_factory=dict)  # name -> float [T+1]
     prey_caught: np.ndarray | None = None  # int [T+1] prey eaten per step (larvax logs)
+    # scripted stimuli [N, S, 2] px, NaN = absent; log row t shows index t - 1 (seen only)
+    stimulus_prey_xy: np.ndarray | None = None
+    stimulus_predator_xy: np.ndarray | None = None
     salt_location: np.ndarray = field(default_factory=lambda: np.full(2, np.nan))
     sediment: object = None  # [H, W] texture, an arena.Sediment, or None (flat sand)
     name: str = ""
@@ -182,6 +185,8 @@ def read_episode(
             actor_state=None if actor is None else actor.reshape(len(actor), -1),
             reward_components=_reward_components(f, rows),
             prey_caught=_opt(f, "prey_caught", np.int64),
+            stimulus_prey_xy=_opt(f, "stimulus_prey_xy"),
+            stimulus_predator_xy=_opt(f, "stimulus_predator_xy"),
             salt_location=_opt(f, "salt_location").reshape(2)
             if "salt_location" in f
             else np.full(2, np.nan),
