@@ -46,7 +46,7 @@ def main() -> None:
 
     params = SimfishParams()  # the normal world
     env = Simfish(params)
-    cfg = dict(num_devices=1, num_envs=2, replay_capacity=64, min_replay_size=32)
+    cfg = dict(num_devices=1, num_envs=2, batch_size=2, replay_capacity=64, min_replay_size=32)
     agent = make_agent(env, params, {"name": "r2d2_simfish", "seed": 0}, cfg)
     state = agent.init(jax.random.key(0))
     env.sediment_textures.block_until_ready()  # the pool is built once, before timing
