@@ -131,6 +131,10 @@ def test_env_variables_hold_every_parameter(setup):
             assert str(ev[f.name]) in ("None", "()"), f.name
         else:
             assert ev[f.name] == value, f.name
+    # the reference's names, as its analysis scripts read them
+    assert ev["max_sim_steps_per_episode"] == PARAMS.max_steps
+    assert ev["arena_dark_fraction"] == PARAMS.dark_fraction and ev["arena_width"] == 400
+    assert ev["arena_light_gradient"] == 20 and not ev["test_sensory_system"]
 
 
 def test_write_read_round_trip_by_hand(tmp_path):

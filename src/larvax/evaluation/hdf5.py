@@ -49,12 +49,54 @@ def write_atomic(path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+# The reference's env_variables names (its YAML sections flattened as section_key) that
+# differ from SimfishParams field names: reference name -> larvax field (or a constant).
+# Fields whose names agree (arena_width, prey_num, reward_*, energy_*, ...) need no alias.
+REFERENCE_NAMES = {
+    "max_sim_steps_per_episode": "max_steps",
+    "phys_steps_per_sim_step": "phys_substeps",
+    "sim_step_duration_seconds": "step_duration_s",
+    "arena_dark_fraction": "dark_fraction",
+    "arena_light_gradient": "light_gradient_px",
+    "arena_dark_gain": "dark_gain",
+    "arena_light_decay_rate": "light_decay_rate",
+    "arena_uv_object_intensity": "uv_object_intensity",
+    "arena_bottom_intensity": "bottom_intensity",
+    "arena_sediment_sigma": "sediment_sigma_px",
+    "arena_water_uv_scatter": "water_uv_scatter",
+    "fish_elevation": "fish_elevation_px",
+    "fish_deterministic_action": "deterministic_action",
+    "fish_fixed_energy_level": "fish_fixed_energy",
+    "fish_init_energy_level": "fish_init_energy",
+    "fish_paralyze": "fish_paralyzed",
+    "eyes_verg_angle": "eyes_verg_angle_deg",
+    "eyes_visual_field": "eyes_visual_field_deg",
+    "eyes_uv_photoreceptor_rf_size": "uv_rf_size",
+    "eyes_red_photoreceptor_rf_size": "red_rf_size",
+    "eyes_sz_rf_spacing": "sz_rf_spacing",
+    "eyes_sz_size": "sz_size",
+    "eyes_sz_oversampling_factor": "sz_oversampling_factor",
+    "eyes_sz_edge_steepness": "sz_edge_steepness",
+    "eyes_viewing_elevations": "viewing_elevations_deg",
+    "capture_swim_permissive_time_fraction": "capture_time_fraction",
+    "capture_swim_permissive_angle": "capture_permissive_angle",
+    "capture_swim_energy_cost_scaling": "capture_energy_cost_scaling",
+}
+REFERENCE_CONSTANTS = {"test_sensory_system": False, "arena_wall_bounce": False}
+
+
 def env_variables(params, extra: dict | None = None) -> dict:
-    """Every field of a parameter dataclass as an HDF5-friendly attribute value."""
+    """Every field of a parameter dataclass as an HDF5-friendly attribute value; for
+    Simfish also the reference's names of the fields named differently (``REFERENCE_NAMES``),
+    so the reference's analysis scripts find ``arena_dark_fraction`` and the like."""
     out = {}
     if dataclasses.is_dataclass(params):
         for f in dataclasses.fields(params):
             out[f.name] = _attr(getattr(params, f.name))
+        if type(params).__name__ == "SimfishParams":
+            out.update(REFERENCE_CONSTANTS)
+            for ref, name in REFERENCE_NAMES.items():
+                out[ref] = _attr(getattr(params, name))
     for k, v in (extra or {}).items():
         out[k] = _attr(v)
     return out
