@@ -99,6 +99,27 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(reference, tmp
     assert (d / "damaged_checkpoints" / "6").is_dir()
 
 
+def test_unverified_unreadable_checkpoint_falls_back_without_tracebacks(reference, tmp_path, capfd):
+    """A checkpoint without its checksum file (an older larvax) whose data orbax cannot read:
+    damaged too. tensorstore's threads would print "Event loop is closed" tracebacks."""
+    d = tmp_path / "run"
+    run(dummy_config(), run_dir=d, progress=False, max_chunks=2)
+    (d / "checkpoints" / "4" / "larvax.sha256").unlink()
+    rng = np.random.default_rng(1)
+    for p in (d / "checkpoints" / "4" / "state").rglob("*"):
+        if p.is_file() and p.parent.name == "d":  # the array data, not the metadata
+            p.write_bytes(rng.integers(0, 256, p.stat().st_size, dtype=np.uint8).tobytes())
+    notes = Notes()
+    result = run(None, run_dir=d, resume=True, progress=False, console=notes.console)
+    assert notes.lines[0].startswith(
+        f"larvax: checkpoint 4 in {d / 'checkpoints'} is damaged (unreadable and without "
+        "larvax.sha256: "
+    ) and notes.lines[0].endswith("falling back to the previous one")
+    assert strip_timing(result.rows) == reference[2]
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Event loop" not in err
+
+
 def test_no_good_checkpoint_left_is_a_one_line_error(tmp_path, capfd):
     d = tmp_path / "run"
     run(dummy_config(), run_dir=d, progress=False, max_chunks=1)

@@ -27,6 +27,8 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -122,13 +124,47 @@ class _OrphanedFutures(logging.Filter):
         return "never retrieved" not in record.getMessage()
 
 
+class _DropClosedLoopTracebacks:
+    """``sys.stderr`` without the "Event loop is closed" tracebacks that tensorstore's threads
+    print (at any later moment) when a failed orbax read leaves their callbacks behind.
+    Everything else is written through at once."""
+
+    HEADER = "Traceback (most recent call last)"
+
+    def __init__(self, stream):
+        self.stream = stream
+        self._blocks: dict[int, list[str]] = {}  # per thread: tracebacks may interleave
+
+    def write(self, text: str) -> int:
+        thread = threading.get_ident()
+        block = self._blocks.get(thread)
+        if block is None:
+            if not text.startswith(self.HEADER):
+                return self.stream.write(text)
+            block = self._blocks[thread] = []
+        block.append(text)
+        joined = "".join(block)
+        last = joined.rstrip("\n").rsplit("\n", 1)[-1]
+        if joined.endswith("\n") and not last.startswith((" ", self.HEADER)):
+            del self._blocks[thread]  # the exception line closes the traceback
+            if "Event loop is closed" not in last:
+                self.stream.write(joined)
+        return len(text)
+
+    def __getattr__(self, name):  # flush, fileno, isatty, encoding, ...
+        return getattr(self.stream, name)
+
+
 class _QuietAsyncio:
-    """Silence orphaned-future reports during an orbax read, and for the rest of the
-    process once a read has failed."""
+    """Around an orbax read: asyncio's orphaned-future reports and tensorstore's closed-loop
+    tracebacks are dropped, for the rest of the process once a read has failed."""
 
     def __enter__(self):
         self._filter = _OrphanedFutures()
         logging.getLogger("asyncio").addFilter(self._filter)
+        self._installed = not isinstance(sys.stderr, _DropClosedLoopTracebacks)
+        if self._installed:
+            sys.stderr = _DropClosedLoopTracebacks(sys.stderr)
 
     def __exit__(self, exc_type, *exc):
         import gc
@@ -136,6 +172,8 @@ class _QuietAsyncio:
         gc.collect()  # report (and drop) the orphaned futures while the filter is on
         if exc_type is None:
             logging.getLogger("asyncio").removeFilter(self._filter)
+            if self._installed and isinstance(sys.stderr, _DropClosedLoopTracebacks):
+                sys.stderr = sys.stderr.stream
 
 
 class Checkpointer:
