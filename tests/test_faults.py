@@ -302,6 +302,22 @@ def test_network_that_does_not_fit_the_environment_is_refused():
         build(cfg)
 
 
+def test_act_refuses_observations_of_another_shape():
+    import jax
+    import jax.numpy as jnp
+
+    from larvax.training.loop import build
+
+    _, _, agent = build(C.resolve("ppo-repeat-first-easy"))  # observations: 4 values
+    for obs in (jnp.zeros((2, 5)), jnp.zeros(4)):  # wrong size; not batch-major
+        with pytest.raises(ValueError) as err:
+            agent.act(None, obs, None, jax.random.key(0))
+        assert str(err.value) == (
+            f"ppo.act: observation of shape {obs.shape}; expected (batch, 4) (batch-major, "
+            "one row per environment)"
+        )
+
+
 def test_too_many_cpu_devices_is_a_one_line_error(capfd):
     from larvax.devices import DeviceError, use_cpu_devices
 

@@ -71,7 +71,55 @@ def make_agent(name: str, env, env_params, network: dict, config: dict):
         factory = importlib.import_module(_BUILTIN[name]).make_agent
     else:
         raise ValueError(f"agent: unknown agent {name!r}; allowed: {', '.join(agent_names())}")
-    return factory(env, env_params, network, config)
+    agent = factory(env, env_params, network, config)
+    _check_act_observations(agent, env, env_params, name)
+    return agent
+
+
+def check_observation(space, observation, where: str) -> None:
+    """Raise a one-line ValueError when a batch-major observation ``[B, ...]`` does not have
+    the space's shape in each row (``Dict``: the same keys, each checked). Shapes are static,
+    so this works on tracers under ``jit`` too."""
+    if isinstance(space, Dict):
+        keys = sorted(observation) if isinstance(observation, dict) else None
+        if keys != sorted(space.spaces):
+            raise ValueError(
+                f"{where}: observation keys {keys}; the environment's are {sorted(space.spaces)}"
+            )
+        for key, sub in space.spaces.items():
+            check_observation(sub, observation[key], f"{where}: observation[{key!r}]")
+        return
+    shape, expected = tuple(np.shape(observation)), tuple(space.shape)
+    if len(shape) != len(expected) + 1 or shape[1:] != expected:
+        raise ValueError(
+            f"{where}: observation of shape {shape}; expected (batch, {', '.join(map(str, expected))})"
+            " (batch-major, one row per environment)"
+        )
+
+
+def _check_act_observations(agent, env, env_params, name: str) -> None:
+    """Make ``agent.act`` refuse observations of another shape than the environment's, with
+    a one-line error (instead of a failure deep inside the network)."""
+    import functools
+
+    act = getattr(agent, "act", None)
+    params = env.default_params if env_params is None else env_params
+    try:
+        space = env.observation_space(params)
+    except NotImplementedError:  # an environment without a declared observation space
+        return
+    if act is None:
+        return
+
+    @functools.wraps(act)
+    def checked(state, observation, *args, **kwargs):
+        check_observation(space, observation, f"{name}.act")
+        return act(state, observation, *args, **kwargs)
+
+    try:
+        agent.act = checked
+    except AttributeError:  # a frozen agent: left as it is
+        pass
 
 
 # ----------------------------------------------------------------------------- networks
