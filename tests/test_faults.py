@@ -228,6 +228,25 @@ def test_file_system_failures_are_one_line_errors(tmp_path, capfd):
         assert str(err.value).startswith("cannot create run directory '/sys/larvax-test/run': ")
 
 
+def test_file_system_failure_during_training_is_one_line(tmp_path, capfd, monkeypatch):
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(yaml.safe_dump(dummy_config()))
+    d = tmp_path / "run"
+
+    def disk_full(self, row):
+        raise OSError(28, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(CSVLog, "append", disk_full)
+    code = main(["train", "--config", str(cfg_file), "--run-dir", str(d), "--no-progress"])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1] == f"larvax: error: {d / 'metrics.csv'}: No space left on device"
+    assert not any("Traceback" in line for line in err)
+    status = json.loads((d / "run.json").read_text())
+    assert status["status"] == "failed"
+    assert status["reason"] == f"{d / 'metrics.csv'}: No space left on device"
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write to read-only directories")
 def test_read_only_run_directory_is_refused(tmp_path):
     d = tmp_path / "ro"

@@ -404,6 +404,12 @@ def run(
     except TrainingDiverged as err:
         set_status(run_dir, "failed", reason=str(err))
         raise
+    except OSError as err:  # e.g. a full disk: recorded if the status file can be written
+        try:
+            set_status(run_dir, "failed", reason=f"{err.filename}: {err.strerror or err}")
+        except OSError:
+            pass
+        raise
     finally:
         if display:
             display.__exit__(None, None, None)
