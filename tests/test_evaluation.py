@@ -252,10 +252,10 @@ def test_sediment_is_regenerated_exactly(setup):
     pool = np.asarray(env.sediment_textures, np.float32)[int(log["sediment_texture_index"])]
     sx, sy = (int(v) for v in log["sediment_shift_xy"])
     flip = int(log["sediment_flip"])
-    for x, y in ((0, 0), (17, 311), (399, 5), (250, 399)):  # by hand: the handle's formula
-        tx = (sx - x if flip & 1 else sx + x) % pool.shape[1]
-        ty = (sy - y if flip & 2 else sy + y) % pool.shape[0]
-        assert image[y, x] == pool[ty, tx]
+    ys, xs = np.mgrid[: PARAMS.arena_height, : PARAMS.arena_width]  # the handle's formula
+    tx = (sx - xs if flip & 1 else sx + xs) % pool.shape[1]
+    ty = (sy - ys if flip & 2 else sy + ys) % pool.shape[0]
+    np.testing.assert_array_equal(image, pool[ty, tx])
     assert image.shape == (PARAMS.arena_height, PARAMS.arena_width)
 
 
@@ -401,7 +401,8 @@ def test_cli_trains_then_evaluates_a_tiny_run_end_to_end(tmp_path, capsys):
     world = ["env.arena_width=600", "env.arena_height=600", "env.fish_init_x=300",
              "env.fish_init_y=300", "env.max_steps=260"]  # fmt: skip
     argv = ["eval", str(run), "--world", "tethered_pred", "--episodes", "2", "--out", str(out)]
-    assert main(argv + [a for s in world for a in ("--set", s)] + ["--no-progress"]) == 0
+    extra = ["--no-progress", "--full-sediment", "--batch", "2", "--chunk", "64"]
+    assert main(argv + [a for s in world for a in ("--set", s)] + extra) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "logs_1.hdf5", "logs_2.hdf5", "metrics.csv", "summary.json"
     ]  # fmt: skip
@@ -409,3 +410,6 @@ def test_cli_trains_then_evaluates_a_tiny_run_end_to_end(tmp_path, capsys):
     assert int(log["episode_length"]) == 260 and np.all(log["fish_x"] == 300.0)
     assert log["stimulus_predator_xy"].shape == (1, 260, 2)
     assert log["attrs"]["world"] == "tethered_pred"
+    assert log["sediment"].shape == (1, 600, 600)
+    np.testing.assert_array_equal(log["sediment"][0], regenerate_sediment(out / "logs_1.hdf5"))
+    assert "prey_caught" in (out / "metrics.csv").read_text().splitlines()[0]

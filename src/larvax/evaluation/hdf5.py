@@ -154,10 +154,8 @@ def read_episode(path) -> dict:
 def regenerate_sediment(path) -> np.ndarray:
     """The exact sediment image ``[H, W]`` float32 (photons) the fish saw in a Simfish log,
     rebuilt from the pool seed and size (``env_variables``) and the episode's handle."""
-    import jax
-
-    from larvax.envs.simfish import arena
     from larvax.envs.simfish.config import SimfishParams
+    from larvax.envs.simfish.env import Simfish
 
     log = read_episode(path)
     ev = log["env_variables"]
@@ -168,7 +166,9 @@ def regenerate_sediment(path) -> np.ndarray:
             kwargs[k] = _param_value(v)
     params = SimfishParams(**kwargs)
     seed, num = int(ev["sediment_texture_seed"]), int(ev["sediment_num_textures"])
-    pool = arena.make_sediment_pool(jax.random.key(seed), params, num)
+    # the environment's own pool, built the way it builds it (not bit-identical to a
+    # jitted make_sediment_pool: float16 rounding of the eager and fused FFTs differs)
+    pool = Simfish(params, num_textures=num, texture_seed=seed).sediment_textures
     handle = (log["sediment_texture_index"], log["sediment_shift_xy"], log["sediment_flip"])
     return sediment_image(pool, params, *handle)
 
