@@ -78,6 +78,8 @@ def test_one_file_per_episode_and_no_leftovers(setup):
     _, _, _, out, logs, rows = setup
     assert sorted(p.name for p in out.iterdir()) == [f"logs_{n}.hdf5" for n in (1, 2, 3)]
     assert [r["episode"] for r in rows] == [1, 2, 3]
+    total = sum(int(log["episode_length"]) for log in logs.values())
+    assert max(int(log["actor_steps"]) for log in logs.values()) == total
 
 
 def test_datasets_have_the_documented_shapes_and_dtypes(setup):
@@ -112,6 +114,7 @@ def test_datasets_have_the_documented_shapes_and_dtypes(setup):
         assert log["action"][0] == -1 and log["reward"][0] == 0.0
         assert np.all((log["action"][1:] >= 0) & (log["action"][1:] < 21))
         assert log["episode_return"].dtype == np.float64
+        assert int(log["actor_episodes"]) in (1, 2, 3) and log["actor_steps"] >= t
         np.testing.assert_allclose(log["episode_return"], log["reward"].sum(), rtol=1e-6)
         comps = sum(
             log[f"reward_{c}"] for c in ("energy", "consumption", "salt", "predator", "wall")

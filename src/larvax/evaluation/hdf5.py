@@ -272,6 +272,7 @@ class EpisodeWriter:
         self._open: dict[int, dict] = {}
         self._finished: set[int] = set()
         self.written: list[Path] = []
+        self.steps_written = 0  # the reference's acme counter: steps of the episodes so far
 
     def add(self, records) -> None:
         for lane, n in enumerate(records.episodes):
@@ -295,6 +296,9 @@ class EpisodeWriter:
         agent_rows = {k: np.concatenate(v) for k, v in ep["agent"].items()}
         data = episode_datasets(env_rows, agent_rows, ep["constants"])
         data.update(self.extra)
+        self.steps_written += int(data["episode_length"])
+        data["actor_steps"] = np.int64(self.steps_written)
+        data["actor_episodes"] = np.int64(len(self._finished))
         if self.decorate is not None:
             self.decorate(n, data)
         attrs = dict(self.attrs, episode=n)
