@@ -416,3 +416,27 @@ def test_cli_trains_then_evaluates_a_tiny_run_end_to_end(tmp_path, capsys):
     assert log["sediment"].shape == (1, 600, 600)
     np.testing.assert_array_equal(log["sediment"][0], regenerate_sediment(out / "logs_1.hdf5"))
     assert "prey_caught" in (out / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_ppo_agent_on_a_memory_task_logs_policy_value_and_carry(tmp_path):
+    """Any environment and a PPO agent: observation/info datasets, policy logits, value and
+    the LSTM carry; greedy (epsilon 0) actions are the argmax of the logged logits."""
+    from larvax.agents.base import make_agent as make_any_agent
+    from larvax.envs import make
+
+    env, params = make("RepeatPreviousEasy")
+    net = dict(name="shared_actor_critic", torso="lstm", hidden=[8], hidden_size=8,
+               use_prev_action=True, use_prev_reward=True)  # fmt: skip
+    cfg = dict(num_envs=2, rollout_length=4, num_minibatches=1, total_env_steps=100)
+    agent = make_any_agent("ppo", env, params, net, cfg)
+    state = agent.init(jax.random.key(0))
+    writer = EpisodeWriter(tmp_path)
+    for records in evaluate(agent, state, env, params, 2, 0.0, chunk=32, max_steps=100):
+        writer.add(records)
+    log = read_episode(tmp_path / "logs_2.hdf5")
+    t = int(log["episode_length"])
+    assert log["observation/leaf"].shape[0] == t + 1 and log["action"][0] == -1
+    assert log["policy_logits"].shape == (t, 4) and log["value"].shape == (t,)
+    assert log["actor_state"].shape == log["actor_cell_state"].shape == (t, 8)
+    np.testing.assert_array_equal(log["action"][1:], np.argmax(log["policy_logits"], axis=1))
+    np.testing.assert_allclose(log["episode_return"], log["reward"].sum(), rtol=1e-6)
