@@ -133,18 +133,11 @@ def _loop_cfg():
         "agent": "r2d2",
         "env": {"name": "RepeatPreviousEasy"},
         "network": {"name": "recurrent_q", "hidden_size": 8, "mlp_hidden": [8], "head_hidden": [8]},
-        "agent_config": dict(
-            burn_in=2,
-            trace_length=5,
-            period=4,
-            n_step=2,
-            batch_size=2,
-            num_envs=4,
-            replay_capacity=32,
-            min_replay_size=16,
-            target_update_period=3,
-            num_devices=2,
-        ),
+        # test_r2d2's tiny config on two devices, at R2D2Config's learning rate and discount
+        "agent_config": {
+            **{k: v for k, v in CFG.items() if k not in ("learning_rate", "discount")},
+            "num_devices": 2,
+        },
         "total_env_steps": 16 * 8,
         "seed": 0,
         "chunk_updates": 2,
