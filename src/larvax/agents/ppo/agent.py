@@ -30,6 +30,18 @@ class PPOAgent:
     ``episode_metrics`` (what the environment declares; reported per update).
     """
 
+    # TrainState fields that belong to the world, not the learner: a curriculum stage
+    # (larvax.training.curriculum) starts them afresh in its environment.
+    environment_fields = (
+        "env_state",
+        "observation",
+        "carry",
+        "prev_action",
+        "prev_reward",
+        "starts",
+    )
+    replay_fields = ()
+
     def __init__(self, env, env_params, model: nnx.Module, config: PPOConfig):
         from larvax.envs.wrappers import wrap
 

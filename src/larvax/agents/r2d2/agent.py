@@ -77,6 +77,11 @@ class R2D2Agent:
     ``act(...)``. See ``acting`` (the actors), ``learning`` (the learner) and
     ``larvax.agents.losses`` (the TD maths)."""
 
+    # TrainState fields that belong to the world, not the learner: a curriculum stage
+    # (larvax.training.curriculum) starts them afresh in its environment.
+    environment_fields = ("actor",)
+    replay_fields = ("replay",)
+
     def __init__(self, env, env_params, network, config: R2D2Config, network_spec=None):
         self.env = env
         self.env_params = env_params if env_params is not None else env.default_params
