@@ -1,5 +1,11 @@
 """The PPO agent (the ``larvax.agents.base`` contract): environment wrapping, network and
-optimiser, ``init``, the compiled ``train`` scan and ``act`` for evaluation."""
+optimiser, ``init``, the compiled ``train`` scan and ``act`` for evaluation.
+
+Data parallelism: ``train`` runs under ``jax.shard_map`` over a mesh of
+``PPOConfig.num_devices`` devices (all of ``jax.devices()`` when several processes are joined
+by ``jax.distributed``). The per-environment leaves of :class:`TrainState` are split over the
+mesh, the network, optimiser state, key and counters replicated.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from larvax.agents import base
 from larvax.agents.ppo import learning
 from larvax.agents.ppo import rollout as rollout_lib
-from larvax.agents.ppo.config import PPOConfig
+from larvax.agents.ppo.config import AXIS, PPOConfig
 from larvax.agents.ppo.state import Rollout, TrainState
 from larvax.envs.core import Box, Discrete
 
@@ -41,6 +50,9 @@ class PPOAgent:
         "starts",
     )
     replay_fields = ()
+    # TrainState fields holding the network: field -> "params" (nnx.Param) or "rest" (the
+    # network's other state); a warm start (larvax.training.warm_start) fills them.
+    network_fields = {"params": "params", "model_state": "rest"}
 
     def __init__(self, env, env_params, model: nnx.Module, config: PPOConfig):
         from larvax.envs.wrappers import wrap
@@ -56,6 +68,9 @@ class PPOAgent:
         self._set_action_space(env.action_space(self.env_params))
         self.env_steps_per_update = config.env_steps_per_update
         c = config
+        self.num_devices = c.resolve_devices(len(jax.devices()))
+        self.mesh = Mesh(np.array(jax.devices()[: self.num_devices]), (AXIS,))
+        self.local_envs = c.num_envs // self.num_devices
         grad_steps = c.total_updates * c.grad_steps_per_update
         lr = c.learning_rate
         self.learning_rate_schedule = (
@@ -65,7 +80,7 @@ class PPOAgent:
             optax.clip_by_global_norm(c.max_grad_norm),
             optax.adam(self.learning_rate_schedule, eps=c.adam_eps),
         )
-        self.train = jax.jit(self._train, static_argnums=1)
+        self._train_jit = jax.jit(self._train, static_argnums=1)
         self._act_jit = jax.jit(self._act, static_argnames=("greedy",))
 
     def _set_action_space(self, space) -> None:
@@ -145,8 +160,59 @@ class PPOAgent:
         """See :func:`larvax.agents.ppo.learning.loss`."""
         return learning.loss(self, params, model_state, rollout, start_carry, advantages, returns)
 
+    def _state_specs(self) -> TrainState:
+        """PartitionSpecs (a pytree prefix of TrainState): per-environment leaves split over
+        the devices; network, optimiser, key and counters replicated."""
+        d, r = P(AXIS), P()
+        return TrainState(
+            params=r,
+            model_state=r,
+            opt_state=r,
+            env_state=d,
+            observation=d,
+            carry=d,
+            prev_action=d,
+            prev_reward=d,
+            starts=d,
+            key=r,
+            update_count=r,
+            env_steps=r,
+        )
+
+    def state_shardings(self, state: TrainState) -> TrainState:
+        """A NamedSharding for every leaf of ``state`` (arrays or ShapeDtypeStructs)."""
+        return jax.tree_util.tree_map(
+            lambda spec, sub: jax.tree_util.tree_map(lambda _: NamedSharding(self.mesh, spec), sub),
+            self._state_specs(),
+            state,
+            is_leaf=lambda x: isinstance(x, P),
+        )
+
+    def shard(self, state: TrainState) -> TrainState:
+        """``state`` laid out over this agent's devices (every process passes the same state)."""
+        from larvax.distributed import put_global
+
+        return put_global(state, self.state_shardings(state))
+
     def _train(self, state: TrainState, num_updates: int) -> tuple[TrainState, dict]:
-        return jax.lax.scan(lambda s, _: learning.update(self, s), state, None, length=num_updates)
+        specs = self._state_specs()
+        run = jax.shard_map(
+            lambda s: jax.lax.scan(
+                lambda s, _: learning.update(self, s), s, None, length=num_updates
+            ),
+            mesh=self.mesh,
+            in_specs=(specs,),
+            out_specs=(specs, P()),
+            check_vma=False,  # replicated outputs are made so by pmean/psum (tested)
+        )
+        return run(state)
+
+    def train(self, state: TrainState, num_updates: int) -> tuple[TrainState, dict]:
+        """``num_updates`` updates in one compiled scan over the agent's devices. Returns
+        ``(state, metrics)``: metrics a dict of float32 ``[num_updates]``, replicated."""
+        if isinstance(num_updates, bool) or not isinstance(num_updates, int) or num_updates < 1:
+            raise ValueError(f"train: num_updates must be an int >= 1, got {num_updates!r}")
+        return self._train_jit(self.shard(state), num_updates)
 
     # ------------------------------------------------------------------ act
 

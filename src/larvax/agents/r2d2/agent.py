@@ -81,6 +81,9 @@ class R2D2Agent:
     # (larvax.training.curriculum) starts them afresh in its environment.
     environment_fields = ("actor",)
     replay_fields = ("replay",)
+    # TrainState fields holding the network: field -> "params" (nnx.Param) or "rest" (the
+    # network's other state); a warm start (larvax.training.warm_start) fills them.
+    network_fields = {"params": "params", "target_params": "params", "rest": "rest"}
 
     def __init__(self, env, env_params, network, config: R2D2Config, network_spec=None):
         self.env = env
