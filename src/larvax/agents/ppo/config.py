@@ -7,8 +7,21 @@ Fields that name the same thing as R2D2's (``num_envs``, ``discount``, ``learnin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from larvax.validation import Bool, Int, Number, field, from_dict, require, validate
+from larvax.validation import (
+    AnyOf,
+    Bool,
+    Int,
+    Number,
+    OneOf,
+    field,
+    from_dict,
+    require,
+    validate,
+)
+
+AXIS = "devices"  # the data-parallel mesh axis: environments and minibatch rows split on it
 
 _POSITIVE_INT = Int(ge=1)
 _FRACTION = Number(ge=0.0, le=1.0)
@@ -39,6 +52,11 @@ class PPOConfig:
         schedule (the training loop decides how many updates to run).
     bootstrap_truncated: bootstrap truncated episodes from the value of the final
         observation (False treats truncation like termination; slightly cheaper).
+    num_devices: data-parallel devices (``jax.devices()``, all processes): 1, an int, or
+        "auto" (the most devices that divide both ``num_envs`` and the minibatch size
+        ``num_envs / num_minibatches``). Each device steps ``num_envs / D`` environments; every
+        minibatch is the one a single device would draw, split in D equal parts whose
+        gradients are averaged (``lax.pmean``), so every device holds the same network.
     """
 
     num_envs: int = field(8, _POSITIVE_INT)
@@ -58,6 +76,7 @@ class PPOConfig:
     total_env_steps: int = field(1_000_000, _POSITIVE_INT)
     adam_eps: float = field(1e-5, _POSITIVE)
     bootstrap_truncated: bool = field(True, Bool())
+    num_devices: Any = field(1, AnyOf(OneOf("auto"), Int(ge=1)))
 
     def __post_init__(self):
         validate(self)
@@ -68,6 +87,38 @@ class PPOConfig:
             f"a divisor of num_envs={self.num_envs} (minibatches are groups of whole "
             "environment sequences)",
         )
+        require(
+            self,
+            "num_devices",
+            self.num_devices == "auto" or self.fits_devices(self.num_devices),
+            f"a divisor of both num_envs={self.num_envs} and the minibatch size "
+            f"{self.minibatch_size} (num_envs / num_minibatches), e.g. "
+            f"{self.fitting_devices(self.num_devices if self.num_devices != 'auto' else 1)}",
+        )
+
+    @property
+    def minibatch_size(self) -> int:
+        """Environments (whole sequences) per minibatch."""
+        return self.num_envs // self.num_minibatches
+
+    def fits_devices(self, count: int) -> bool:
+        """Whether ``count`` devices split the environments and every minibatch evenly."""
+        return self.num_envs % count == 0 and self.minibatch_size % count == 0
+
+    def fitting_devices(self, upto: int) -> list[int]:
+        """The device counts up to ``upto`` (at least 1) that fit this config."""
+        return [d for d in range(1, max(1, upto) + 1) if self.fits_devices(d)]
+
+    def resolve_devices(self, available: int) -> int:
+        """How many of ``available`` devices the agent uses (see ``num_devices``)."""
+        if self.num_devices == "auto":
+            return max(self.fitting_devices(available))
+        if self.num_devices > available:
+            raise ValueError(
+                f"PPOConfig.num_devices={self.num_devices} but JAX sees {available} "
+                f"device(s); allowed: 'auto' or one of {self.fitting_devices(available)}"
+            )
+        return int(self.num_devices)
 
     @property
     def env_steps_per_update(self) -> int:

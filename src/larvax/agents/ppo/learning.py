@@ -6,6 +6,12 @@ Minibatches are whole sequences: the environments are shuffled and split into
 the stored rollout-start carry (gradient stopped) with the stored start flags, so before
 the first step the replay reproduces the rollout's log-probs and values exactly.
 
+On ``D`` devices (inside ``jax.shard_map``, :mod:`larvax.agents.ppo.agent`) each device
+holds ``num_envs / D`` environments; the rollout is gathered (``all_gather``) so that every
+minibatch holds the environments one device would pick, each device computes the gradient of
+its ``1 / D`` of the minibatch and the gradients are averaged (``pmean``): the mean loss of
+the whole minibatch, with advantages normalised over the whole minibatch.
+
 The functions take the agent (:class:`larvax.agents.ppo.agent.PPOAgent`) first: its
 config, network, optimiser and learning-rate schedule.
 """
@@ -25,6 +31,7 @@ from larvax.agents.losses import (
     generalized_advantages,
     normalize_advantages,
 )
+from larvax.agents.ppo.config import AXIS
 from larvax.agents.ppo.rollout import _is_categorical, rollout
 from larvax.agents.ppo.state import Rollout, TrainState
 
@@ -78,13 +85,42 @@ def loss(agent, params, model_state, traj: Rollout, start_carry, advantages, ret
     c = agent.config
     log_prob, value, entropy = evaluate(agent, params, model_state, traj, start_carry)
     if c.normalize_advantages:
-        advantages = normalize_advantages(advantages)
+        advantages = _normalize_over_devices(agent, advantages)
     policy_loss, aux = clipped_surrogate_loss(log_prob, traj.log_prob, advantages, c.clip_eps)
     value_loss = clipped_value_loss(value, traj.value, returns, c.vf_clip)
     entropy = entropy.mean()
     total = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
     aux = dict(aux, policy_loss=policy_loss, value_loss=value_loss, entropy=entropy)
     return total, aux
+
+
+def _mean_over_devices(agent, x: Array) -> Array:
+    """``x`` averaged over the devices (equal shares: the mean of the whole batch)."""
+    return x if agent.num_devices == 1 else jax.lax.pmean(x, AXIS)
+
+
+def _normalize_over_devices(agent, advantages: Array, eps: float = 1e-8) -> Array:
+    """:func:`normalize_advantages` with the mean and std of the minibatch over all devices."""
+    if agent.num_devices == 1:
+        return normalize_advantages(advantages, eps)
+    mean = jax.lax.pmean(advantages.mean(), AXIS)
+    var = jax.lax.pmean(jnp.square(advantages - mean).mean(), AXIS)
+    return (advantages - mean) / (jnp.sqrt(var) + eps)
+
+
+def _all_devices(agent, tree: PyTree) -> PyTree:
+    """Every device's environments along axis 0, in global order (``all_gather``)."""
+    if agent.num_devices == 1:
+        return tree
+    return jax.tree_util.tree_map(lambda x: jax.lax.all_gather(x, AXIS, axis=0, tiled=True), tree)
+
+
+def _my_share(agent, rows: Array) -> Array:
+    """This device's ``1 / D`` of each minibatch's rows ``[M, mb] -> [M, mb / D]``."""
+    if agent.num_devices == 1:
+        return rows
+    n = rows.shape[1] // agent.num_devices
+    return jax.lax.dynamic_slice_in_dim(rows, jax.lax.axis_index(AXIS) * n, n, 1)
 
 
 def advantages_and_returns(config, traj: Rollout, last_value: Array) -> tuple[Array, Array]:
@@ -104,25 +140,28 @@ def advantages_and_returns(config, traj: Rollout, last_value: Array) -> tuple[Ar
 
 def optimise(agent, state: TrainState, traj, start_carry, advantages, returns):
     """``num_epochs`` x ``num_minibatches`` Adam steps on whole sequences, split along the
-    environments by a fresh permutation per epoch. Returns ``(state, aux [E, M])``."""
+    environments by a fresh permutation per epoch. Returns ``(state, aux [E, M])``.
+
+    On several devices the permutation is the same on all of them; each takes its share of
+    every minibatch from the gathered rollout and the gradients are averaged."""
     c = agent.config
     grad_fn = jax.value_and_grad(partial(loss, agent), has_aux=True)
-    mb_size = c.num_envs // c.num_minibatches
+    data = _all_devices(agent, (traj, start_carry, advantages, returns))
 
     def minibatch_step(carry, batch):
         params, opt_state = carry
         mb_traj, mb_carry, mb_adv, mb_ret = batch
         (total, aux), grads = grad_fn(params, state.model_state, mb_traj, mb_carry, mb_adv, mb_ret)
+        grads, total, aux = _mean_over_devices(agent, (grads, total, aux))
         updates, opt_state = agent.optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         aux = dict(aux, loss=total, grad_norm=optax.tree.norm(grads))
         return (params, opt_state), aux
 
     def epoch(carry, key):
-        perm = jax.random.permutation(key, c.num_envs).reshape(c.num_minibatches, mb_size)
-        batches = jax.tree_util.tree_map(
-            lambda x: x[perm], (traj, start_carry, advantages, returns)
-        )
+        perm = jax.random.permutation(key, c.num_envs).reshape(c.num_minibatches, c.minibatch_size)
+        rows = _my_share(agent, perm)
+        batches = jax.tree_util.tree_map(lambda x: x[rows], data)
         return jax.lax.scan(minibatch_step, carry, batches)
 
     key, epoch_key = jax.random.split(state.key)
@@ -135,9 +174,11 @@ def optimise(agent, state: TrainState, traj, start_carry, advantages, returns):
     return state, aux
 
 
-def _nanmean_where(values: Array, mask: Array) -> tuple[Array, Array]:
+def _nanmean_where(agent, values: Array, mask: Array) -> tuple[Array, Array]:
     count = mask.sum().astype(jnp.float32)
     total = jnp.where(mask, values, 0).astype(jnp.float32).sum()
+    if agent.num_devices > 1:
+        count, total = jax.lax.psum((count, total), AXIS)
     return jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan), count
 
 
@@ -146,8 +187,8 @@ def update_metrics(agent, state: TrainState, traj: Rollout, advantages, aux) -> 
     that ended, NaN if none; the environment's declared metrics under their names), the
     loss terms averaged over the gradient steps, and the learning rate in use."""
     c = agent.config
-    episode_return, episodes = _nanmean_where(traj.episode_return, traj.episode_done)
-    episode_length, _ = _nanmean_where(traj.episode_length, traj.episode_done)
+    episode_return, episodes = _nanmean_where(agent, traj.episode_return, traj.episode_done)
+    episode_length, _ = _nanmean_where(agent, traj.episode_length, traj.episode_done)
     grad_steps = state.update_count * c.grad_steps_per_update
     schedule = agent.learning_rate_schedule
     lr = schedule(grad_steps) if callable(schedule) else schedule
@@ -157,12 +198,12 @@ def update_metrics(agent, state: TrainState, traj: Rollout, advantages, aux) -> 
         episode_return=episode_return,
         episode_length=episode_length,
         episodes=episodes,
-        value_mean=traj.value.mean(),
-        advantage_mean=advantages.mean(),
+        value_mean=_mean_over_devices(agent, traj.value.mean()),
+        advantage_mean=_mean_over_devices(agent, advantages.mean()),
         learning_rate=jnp.asarray(lr, jnp.float32),
     )
     for name, values in traj.episode_metrics.items():
-        metrics[name] = _nanmean_where(values, traj.episode_done)[0]
+        metrics[name] = _nanmean_where(agent, values, traj.episode_done)[0]
     return metrics
 
 

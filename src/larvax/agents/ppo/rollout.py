@@ -18,6 +18,7 @@ import distrax
 import jax
 import jax.numpy as jnp
 
+from larvax.agents.ppo.config import AXIS
 from larvax.agents.ppo.state import Rollout, TrainState
 
 Array = jax.Array
@@ -38,6 +39,19 @@ def _is_categorical(dist) -> bool:
     return type(dist) is distrax.Categorical and dist._logits is not None
 
 
+def local_rows(agent, x: Array, axis: int = 0) -> Array:
+    """This device's share of a ``num_envs`` axis (inside ``shard_map``; as is on one device).
+
+    Device ``d`` of ``D`` holds environments ``[d * B / D, (d + 1) * B / D)``. Random draws
+    are made for all ``B`` environments and sliced, so each environment sees the same keys
+    whatever ``D``.
+    """
+    if agent.num_devices == 1:
+        return x
+    start = jax.lax.axis_index(AXIS) * agent.local_envs
+    return jax.lax.dynamic_slice_in_dim(x, start, agent.local_envs, axis)
+
+
 def rollout_keys(agent, model, state: TrainState, rollout_key: Array):
     """Every step's random keys (and Gumbel noise), drawn before the rollout loop.
 
@@ -48,12 +62,12 @@ def rollout_keys(agent, model, state: TrainState, rollout_key: Array):
     as ``dist.sample(seed=key_action)``. Drawing them in one batched call per kind
     replaces several small threefry loops per step (slow on CPU); other
     distributions sample inside the loop. Returns ``(key_action [T], keys_env [T, B],
-    noise [T, 1, B, 1, A] or None)``.
+    noise [T, 1, B, 1, A] or None)``, ``B`` this device's environments (:func:`local_rows`).
     """
     c = agent.config
     step_keys = jax.vmap(jax.random.split)(jax.random.split(rollout_key, c.rollout_length))
     key_action, key_env = step_keys[:, 0], step_keys[:, 1]
-    keys_env = jax.vmap(lambda k: jax.random.split(k, c.num_envs))(key_env)
+    keys_env = local_rows(agent, jax.vmap(lambda k: jax.random.split(k, c.num_envs))(key_env), 1)
     # the policy's type and shape (a trace only: the values are unused)
     _, (dist, _) = jax.eval_shape(
         lambda: model(
@@ -66,8 +80,9 @@ def rollout_keys(agent, model, state: TrainState, rollout_key: Array):
     )
     noise = None
     if _is_categorical(dist):
-        shape, dtype = (1, *dist.logits.shape), dist.logits.dtype
+        shape, dtype = (1, c.num_envs, *dist.logits.shape[1:]), dist.logits.dtype
         noise = jax.vmap(lambda k: jax.random.gumbel(k, shape, dtype))(key_action)
+        noise = local_rows(agent, noise, 2)
     return key_action, keys_env, noise
 
 
@@ -99,7 +114,7 @@ def _episode_ends(agent, model, ts, action, reward, carry):
     c = agent.config
     terminated = jnp.asarray(ts.terminated, bool)
     truncated = jnp.asarray(ts.truncated, bool)
-    no_value = jnp.zeros((c.num_envs,), jnp.float32)
+    no_value = jnp.zeros((agent.local_envs,), jnp.float32)
     if not c.bootstrap_truncated:
         return jnp.logical_or(terminated, truncated), jnp.zeros_like(truncated), no_value
 
@@ -108,7 +123,7 @@ def _episode_ends(agent, model, ts, action, reward, carry):
             add_time(ts.info["final_observation"]),
             action[:, None],
             reward[:, None],
-            jnp.zeros((c.num_envs, 1), bool),
+            jnp.zeros((agent.local_envs, 1), bool),
             carry,
         )
         return jnp.where(truncated, v[:, 0], 0.0)
