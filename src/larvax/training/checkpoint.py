@@ -210,7 +210,8 @@ class Checkpointer:
         return list(self._manager.all_steps())
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
-        """Restore checkpoint ``step`` (default: the newest) shaped like ``abstract_state``;
+        """Restore checkpoint ``step`` (default: the newest) shaped like ``abstract_state``
+        (or like ``abstract_state(record)`` when it is a function of the checkpoint's record);
         a damaged or mismatched one raises :class:`CheckpointError` (no fallback)."""
         steps = self.all_steps()
         if not steps:
@@ -275,7 +276,23 @@ class Checkpointer:
         except OSError as err:
             return f"cannot read it: {err.strerror or err}"
 
+    def read_record(self, step: int) -> dict:
+        """The JSON record of checkpoint ``step`` alone (e.g. the curriculum stage, which
+        decides the shapes of the state to restore)."""
+        with _QuietAsyncio():
+            restored = self._manager.restore(
+                step, args=ocp.args.Composite(record=ocp.args.JsonRestore())
+            )
+        return dict(restored["record"])
+
     def _read(self, abstract_state: Any, step: int) -> tuple[Any, dict]:
+        if callable(abstract_state):  # the shapes depend on the record (curriculum stage)
+            try:
+                abstract_state = abstract_state(self.read_record(step))
+            except CheckpointError:
+                raise
+            except Exception as err:
+                raise _Unreadable(f"its record is unreadable: {type(err).__name__}") from err
         target = _abstract_storable(abstract_state)
         verified = (self.directory / str(step) / SUMS_FILE).is_file()
         try:

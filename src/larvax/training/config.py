@@ -12,7 +12,10 @@ U updates runs ``ceil(U / c) * c`` updates with ``c = min(chunk_updates, U)``),
 ``checkpoint_every_seconds``, ``keep_checkpoints``, ``max_wall_time_s`` (stop after the
 chunk that reaches this much training time, 0 = no limit; the budget in env steps still
 caps the run), ``expected_steps_per_s`` (the preset's measured training rate on the machine
-its comment names; the banner scales it by the budget to estimate the time, 0 = unknown).
+its comment names; the banner scales it by the budget to estimate the time, 0 = unknown),
+``stages`` (optional: a curriculum, see ``larvax.training.curriculum``), ``init_from``
+(optional: a run directory or pretrained name whose network starts the run,
+``larvax train --init-from``).
 
 Presets are YAML files in ``larvax/training/presets/``: data, not code paths.
 A config file (``--config``) is merged over ``--preset``, or over the default preset without
@@ -49,7 +52,10 @@ TOP_LEVEL: dict[str, type | tuple[type, ...]] = {
     "keep_checkpoints": int,
     "max_wall_time_s": (int, float),
     "expected_steps_per_s": (int, float),
+    "stages": list,
+    "init_from": str,
 }
+OPTIONAL = ("stages", "init_from")  # absent unless given
 DEFAULTS: dict[str, Any] = {
     "name": "run",
     "description": "",
@@ -250,6 +256,8 @@ def validate(cfg: dict) -> dict:
         if key not in out:
             raise ConfigError(f"config is missing the required key {key!r}")
     for key, expected in TOP_LEVEL.items():
+        if key in OPTIONAL and key not in out:
+            continue
         value = out[key]
         bad = not isinstance(value, expected) or (expected is int and isinstance(value, bool))
         if bad:
@@ -270,6 +278,13 @@ def validate(cfg: dict) -> dict:
         raise ConfigError(
             f"max_wall_time_s: must be >= 0 (0 = no limit), got {out['max_wall_time_s']!r}"
         )
+    if "stages" in out:
+        from larvax.training.curriculum import CurriculumError, parse_stages
+
+        try:
+            parse_stages(out)
+        except CurriculumError as err:
+            raise ConfigError(str(err)) from None
     if out["checkpoint_every_seconds"] < 0:
         raise ConfigError(
             f"checkpoint_every_seconds: must be >= 0, got {out['checkpoint_every_seconds']!r}"

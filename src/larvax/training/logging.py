@@ -196,7 +196,8 @@ class ProgressDisplay:
 
     def update(self, row: dict) -> None:
         stats = _stats(self._columns, row)
-        self._progress.stats = f"{row['steps_per_s']:,.0f} steps/s  {stats}".rstrip()
+        stage = f"stage {row['stage_label']}  " if row.get("stage_label") else ""
+        self._progress.stats = f"{stage}{row['steps_per_s']:,.0f} steps/s  {stats}".rstrip()
         self._progress.update(self._task, completed=row["env_steps"], stats=stats)
 
 
@@ -242,6 +243,7 @@ class PlainProgress:
         percent = 100.0 * steps / max(self.total, 1)
         parts = [
             f"train {steps:,}/{self.total:,} steps ({percent:.0f}%)",
+            f"stage {row['stage_label']}" if row.get("stage_label") else "",
             f"{row['steps_per_s']:,.0f} steps/s",
             _stats(self._columns, row),
             f"elapsed {_clock(elapsed)}",

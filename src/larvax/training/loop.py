@@ -32,11 +32,11 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import yaml
 
 from larvax.training.checkpoint import Checkpointer
 from larvax.training.config import ConfigError, validate
 from larvax.training.console import banner, progress_display, reporter
+from larvax.training.curriculum import CurriculumError
 from larvax.training.logging import CSVLog, TensorBoardLog
 from larvax.training.rundir import (
     RUN_FILES,
@@ -47,8 +47,10 @@ from larvax.training.rundir import (
     prepare_new_run_dir,
     set_status,
     write_config,
-    write_json_atomic,
 )
+from larvax.training.runs import build, load_run
+from larvax.training.stages import StageTracker
+from larvax.training.summary import finish
 
 __all__ = ["RUN_FILES", "RunDirError", "RunResult", "TrainingDiverged", "load_run", "run"]
 
@@ -123,49 +125,6 @@ def _nonfinite_loss(metrics: dict) -> str | None:
     return None
 
 
-# ----------------------------------------------------------------------------- building
-
-
-def build(cfg: dict):
-    """Environment and agent from a resolved config (bad values -> ConfigError)."""
-    from larvax.agents.base import make_agent
-    from larvax.envs import make
-
-    env_kwargs = {k: v for k, v in cfg["env"].items() if k != "name"}
-    try:
-        env, env_params = make(cfg["env"]["name"], **env_kwargs)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"env: {err}") from None
-    network = dict(cfg["network"])
-    network.setdefault("seed", cfg["seed"])  # the network's init follows the run seed
-    agent_config = dict(cfg["agent_config"])
-    if cfg["agent"] == "ppo":  # learning-rate annealing runs over the whole budget
-        agent_config["total_env_steps"] = cfg["total_env_steps"]
-    try:
-        agent = make_agent(cfg["agent"], env, env_params, network, agent_config)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"{err}") from None
-    return env, env_params, agent
-
-
-def load_run(run_dir: str | Path, step: int | None = None):
-    """A run's trained agent: ``(cfg, env, env_params, agent, state, record)`` from its
-    ``config.yaml`` and its newest (or ``step``) checkpoint. For evaluation and analysis."""
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise RunDirError(f"{str(run_dir)!r} is not a larvax run directory (no config.yaml)")
-    cfg = validate(yaml.safe_load(cfg_path.read_text()))
-    env, env_params, agent = build(cfg)
-    ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg["keep_checkpoints"])
-    try:
-        abstract = jax.eval_shape(agent.init, jax.random.key(cfg["seed"]))
-        state, record = ckpt.restore(abstract, step)
-    finally:
-        ckpt.close()
-    return cfg, env, env_params, agent, state, record
-
-
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -205,8 +164,7 @@ class _Session:
 
     cfg: dict
     run_dir: Path
-    agent: object
-    episode_metrics: tuple  # the environment's declared EpisodeMetric
+    stages: StageTracker  # the curriculum position; builds each stage's env and agent
     ckpt: Checkpointer
     csv_log: CSVLog
     updates: int = 0
@@ -214,6 +172,15 @@ class _Session:
     wall_s: float = 0.0
     csv_rows: int = 0
     tb: TensorBoardLog | None = None
+
+    @property
+    def agent(self):
+        return self.stages.agent
+
+    @property
+    def episode_metrics(self) -> tuple:
+        """The environment's declared EpisodeMetric."""
+        return tuple(getattr(self.stages.env, "episode_metrics", ()))
 
     @property
     def chunk_and_total(self) -> tuple[int, int]:
@@ -236,8 +203,16 @@ class _Session:
         if not resume:
             write_config(self.run_dir, self.cfg)
             state = self.agent.init(key)
+            if self.cfg.get("init_from"):
+                from larvax.training.warm_start import warm_start
+
+                state = warm_start(self.agent, state, self.cfg["init_from"], report)
         elif self.ckpt.all_steps():
-            abstract = _abstract_state(self.agent, key)
+
+            def abstract(record):  # a curriculum's checkpoint names its stage
+                self.stages.restore(record)
+                return _abstract_state(self.agent, key)
+
             state, record = self.ckpt.restore_latest_good(abstract, report)
             self.updates = int(record["updates"])
             self.wall_s = float(record["wall_time_s"])
@@ -250,6 +225,7 @@ class _Session:
                     f"checkpoint {self.updates}; the chunks are run again"
                 )
             self.csv_log.truncate(self.csv_rows)
+            self.stages.load_rows(self.csv_log.read())
         else:
             rows = len(self.csv_log.read())
             if rows > 1:  # the first checkpoint follows the first row: these were deleted
@@ -295,7 +271,7 @@ class _Session:
                 f"{self.updates} and {self.updates + n}; {kept}"
             )
         names = [m.name for m in self.episode_metrics]
-        row = aggregate(metrics, self.updates, elapsed, self.wall_s, names)
+        row = self.stages.tag(aggregate(metrics, self.updates, elapsed, self.wall_s, names))
         row["steps_per_s"] = round((row["env_steps"] - self.env_steps) / max(elapsed, 1e-9), 1)
         self.updates += n
         self.env_steps = row["env_steps"]
@@ -311,6 +287,7 @@ class _Session:
             "env_steps": self.env_steps,
             "csv_rows": self.csv_rows,
             "wall_time_s": self.wall_s,
+            **self.stages.record(),
         }
         self.ckpt.save(self.updates, state, record)
 
@@ -320,22 +297,27 @@ class _Session:
         self.ckpt.close()
 
 
-def _train(session: _Session, state, display, max_chunks: int | None) -> bool:
+def _train(session: _Session, state, display, max_chunks: int | None, report=print) -> bool:
     """Train chunk after chunk until the budget or the time limit (True), or until
-    ``max_chunks`` chunks (False: checkpointed, resumable)."""
+    ``max_chunks`` chunks (False: checkpointed, resumable). A curriculum moves to its next
+    stage between chunks (checkpointed at once)."""
     chunk, total_updates = session.chunk_and_total
     last_save = time.monotonic()
     chunks = 0
     while session.updates < total_updates and not session.time_up():
         state, row = session.train_chunk(state, chunk)
         if display:
-            display.update(row)
+            label = session.stages.label if session.stages.curriculum else None
+            display.update(dict(row, stage_label=label) if label else row)
         chunks += 1
         time_up = session.time_up()
         finished = session.updates >= total_updates or time_up
+        switched = False
+        if not finished:
+            state, switched = session.stages.advance(state, row, session.env_steps, report)
         first = session.ckpt.latest_step() is None  # the first checkpoint: after one chunk
         due = time.monotonic() - last_save >= session.cfg["checkpoint_every_seconds"]
-        if finished or first or due:
+        if finished or first or due or switched:
             session.save(state)
             last_save = time.monotonic()
         if time_up:
@@ -364,12 +346,15 @@ def run(
     """
     report = reporter(console)
     cfg, run_dir = _load_config(cfg, run_dir, resume)
-    env, env_params, agent = build(cfg)
+    stages = StageTracker(cfg, build)
+    try:
+        stages.check_all()
+    except CurriculumError as err:
+        raise ConfigError(str(err)) from None
     session = _Session(
         cfg,
         run_dir,
-        agent,
-        tuple(env.episode_metrics),
+        stages,
         Checkpointer(run_dir / "checkpoints", keep=cfg["keep_checkpoints"]),
         CSVLog(run_dir / "metrics.csv"),
     )
@@ -382,22 +367,24 @@ def run(
         run_dir,
         "running",
         total_updates=session.chunk_and_total[1],
-        devices=int(getattr(agent, "num_devices", 1)),
+        devices=int(getattr(session.agent, "num_devices", 1)),
         platform=jax.default_backend(),
     )
     chunk, total_updates = session.chunk_and_total
     if console is not None:
+        agent = session.agent
         banner(cfg, agent, chunk, total_updates, session.updates, session.env_steps, report)
+        stages.announce(report)
     display = None
     if progress:
-        total = total_updates * int(agent.env_steps_per_update)
+        total = total_updates * int(session.agent.env_steps_per_update)
         display = progress_display(
             total, session.env_steps, session.episode_metrics, console, log_every
         )
     try:
         if display:
             display.__enter__()
-        completed = _train(session, state, display, max_chunks)
+        completed = _train(session, state, display, max_chunks, report)
     except KeyboardInterrupt:
         set_status(run_dir, "interrupted", updates=session.updates)
         raise
@@ -421,35 +408,3 @@ def run(
     summary = finish(run_dir, cfg, rows, session.episode_metrics)
     set_status(run_dir, "finished", updates=session.updates)
     return RunResult(run_dir, session.updates, session.env_steps, rows, summary)
-
-
-def finish(run_dir: Path, cfg: dict, rows: list[dict], episode_metrics=()) -> dict:
-    """Learning-curve PNG and summary.json for a finished run (``episode_metrics``: the
-    environment's declared :class:`larvax.envs.core.EpisodeMetric`)."""
-    from larvax.training.plots import learning_curve
-
-    def col(name):
-        return np.array([float(r.get(name, "nan")) for r in rows], dtype=np.float64)
-
-    summary: dict = {
-        "agent": cfg["agent"],
-        "env": cfg["env"],
-        "env_steps": int(col("env_steps")[-1]) if rows else 0,
-        "wall_time_s": float(col("wall_time_s")[-1]) if rows else 0.0,
-        "episodes": float(np.nansum(col("episodes"))) if rows and "episodes" in rows[0] else 0.0,
-    }
-    declared = [m.name for m in episode_metrics]
-    if rows:
-        tail = max(1, len(rows) // 10)
-        for name in ("episode_return", *declared, "episode_length", "loss"):
-            if name in rows[0]:
-                values = col(name)[-tail:]
-                finite = values[np.isfinite(values)]
-                summary[f"final_{name}"] = float(finite.mean()) if len(finite) else float("nan")
-        summary["mean_steps_per_s"] = float(np.nanmean(col("steps_per_s")))
-    write_json_atomic(run_dir / "summary.json", summary)
-    if rows:
-        panels = ("episode_return", *declared[:1], "loss")
-        title = cfg.get("description", "")
-        learning_curve(rows, run_dir / "learning_curve.png", title=title, panels=panels)
-    return summary
