@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from larvax import distributed
 from larvax.training import fault_hooks
 
 SUMS_FILE = "larvax.sha256"
@@ -201,7 +202,9 @@ class Checkpointer:
         self._manager.save(step, args=args, force=True)
         self._manager.wait_until_finished()
         fault_hooks.maybe_kill("checkpoint-sums")
-        write_checksums(self.directory / str(step))
+        if distributed.is_writer():  # one process writes the sums; the others wait for them
+            write_checksums(self.directory / str(step))
+        distributed.barrier(f"larvax-checkpoint-{step}")
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
