@@ -59,7 +59,14 @@ def cmd_train(args) -> int:
         return 0
     try:
         if args.resume:
-            if args.preset or args.config or args.set or args.run_dir or args.seed is not None:
+            if (
+                args.preset
+                or args.config
+                or args.set
+                or args.run_dir
+                or args.seed is not None
+                or args.init_from
+            ):
                 return _error(
                     "--resume takes only the run directory (and optionally --steps to extend "
                     "the budget); the run's own config.yaml is used"
@@ -84,6 +91,8 @@ def cmd_train(args) -> int:
             )
         else:
             cfg = C.resolve(args.preset, args.config, args.set or [], args.steps, args.seed)
+            if args.init_from is not None:
+                cfg = C.validate({**cfg, "init_from": args.init_from})
             console.print(
                 f"[bold]larvax {larvax.__version__}[/] preset [cyan]{cfg['name']}[/]: "
                 f"{cfg['description']}"
@@ -159,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         metavar="RUN_DIR",
         help="continue a run from its newest good checkpoint (with --steps: a new budget)",
+    )
+    p_train.add_argument(
+        "--init-from",
+        metavar="RUN_DIR|NAME",
+        help="start the network from a trained run's newest checkpoint or a pretrained model "
+        "(larvax.pretrained); optimiser, replay and environments start fresh; the network "
+        "must fit this run's environment",
     )
     p_train.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     p_train.add_argument("--no-progress", action="store_true", help="no progress display or lines")

@@ -1,7 +1,9 @@
-"""``larvax eval RUN_DIR``: run a trained agent for N episodes and write its logs.
+"""``larvax eval RUN_DIR`` (or ``larvax eval --pretrained NAME``): run a trained agent for N
+episodes and write its logs.
 
 Writes ``logs_{n}.hdf5`` (docs/evaluation.md), ``metrics.csv`` and ``summary.json`` to
-``--out`` (default ``RUN_DIR/eval/<world>``) and prints a summary table. Bad arguments give
+``--out`` (default ``RUN_DIR/eval/<world>``, or ``eval/<NAME>/<world>`` for a pretrained
+model) and prints a summary table. Bad arguments give
 one-line errors (exit code 2) before anything is compiled.
 """
 
@@ -22,7 +24,12 @@ class EvalError(ValueError):
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``eval`` on the ``larvax`` sub-command parsers."""
     p = subparsers.add_parser("eval", help="evaluate a trained run and write HDF5 episode logs")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of larvax train")
+    p.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="a run directory of larvax train")
+    p.add_argument(
+        "--pretrained",
+        metavar="NAME",
+        help="evaluate a pretrained model shipped with larvax instead of a run directory",
+    )
     p.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     p.add_argument(
         "--epsilon", type=float, default=0.0, help="random-action probability (default 0: greedy)"
@@ -81,7 +88,19 @@ def check_arguments(args) -> tuple[dict, Path]:
     """Everything that can be checked before loading the run: (env overrides, out dir)."""
     from larvax.envs.simfish.experiments import world_names
 
-    run_dir = Path(args.run_dir)
+    if (args.run_dir is None) == (args.pretrained is None):
+        raise EvalError("give a RUN_DIR or --pretrained NAME (one of them)")
+    if args.pretrained is not None:
+        from larvax.pretrained import store
+
+        if args.pretrained not in store.names():
+            raise EvalError(
+                f"--pretrained {args.pretrained!r} is not allowed; allowed: "
+                f"{', '.join(store.names()) or 'none shipped'}"
+            )
+        run_dir = store.folder(args.pretrained)
+    else:
+        run_dir = Path(args.run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise EvalError(f"{str(run_dir)!r} is not a larvax run directory (no config.yaml)")
     if args.world not in world_names():
@@ -98,7 +117,12 @@ def check_arguments(args) -> tuple[dict, Path]:
     _check_simfish_keys(run_dir, overrides)
     if args.stimulus is not None and not Path(args.stimulus).is_file():
         raise EvalError(f"--stimulus {args.stimulus!r} does not exist")
-    out = Path(args.out) if args.out else run_dir / "eval" / args.world
+    if args.out:
+        out = Path(args.out)
+    elif args.pretrained is not None:
+        out = Path("eval") / args.pretrained / args.world
+    else:
+        out = run_dir / "eval" / args.world
     check_output(out)
     return overrides, out
 
@@ -179,7 +203,14 @@ def run_eval(args, console) -> dict:
     from larvax.training.loop import load_run
 
     overrides, out = check_arguments(args)
-    cfg, env, params, agent, state, record = load_run(args.run_dir, args.checkpoint)
+    if args.pretrained is not None:
+        from larvax import pretrained
+
+        fish = pretrained.load(args.pretrained)
+        cfg, env, params, agent, state = fish.cfg, fish.env, fish.env_params, fish.agent, fish.state
+        record: dict = {}
+    else:
+        cfg, env, params, agent, state, record = load_run(args.run_dir, args.checkpoint)
     try:
         env, params = eval_environment(env, params, args.world, overrides, args.stimulus)
     except (ValueError, TypeError) as err:
@@ -193,7 +224,9 @@ def run_eval(args, console) -> dict:
         world=args.world,
         epsilon=float(args.epsilon),
         agent=str(cfg["agent"]),
-        run_dir=str(Path(args.run_dir).resolve()),
+        run_dir=f"pretrained:{args.pretrained}"
+        if args.pretrained
+        else str(Path(args.run_dir).resolve()),
         checkpoint_step=-1 if step is None else int(step),
         seed=int(args.seed),
     )

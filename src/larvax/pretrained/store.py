@@ -17,11 +17,12 @@ import hashlib
 import io
 import json
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import yaml
 
-__all__ = ["card", "config", "names", "read_network"]
+__all__ = ["card", "config", "folder", "names", "read_network"]
 
 NETWORK_FILE = "network.npz"
 
@@ -37,6 +38,11 @@ def _root():
 def names() -> list[str]:
     """The shipped pretrained models."""
     return sorted(e.name for e in _root().iterdir() if e.is_dir() and (e / NETWORK_FILE).is_file())
+
+
+def folder(name: str) -> Path:
+    """The folder of pretrained model ``name`` (its config.yaml, network.npz, cards)."""
+    return Path(str(_folder(name)))
 
 
 def _folder(name: str):

@@ -43,6 +43,9 @@ def banner(cfg: dict, agent, chunk: int, total_updates: int, updates: int, env_s
     else:
         estimate = "no measured rate for this config (see the progress ETA)"
     at = f", resuming at {env_steps:,}" if updates else ""
+    limit = float(cfg.get("max_wall_time_s") or 0)
+    if limit > 0:
+        estimate += f"; stops after {duration(limit)} of training (max_wall_time_s)"
     report(
         f"budget {total_steps:,} env steps ({total_updates:,} updates of {per_update:,} in "
         f"chunks of {chunk:,}{rounded}){at}; {estimate}, plus compilation"
