@@ -129,14 +129,14 @@ def _put_leaf(x, sharding):
     """One leaf (the same value on every process) as a global array with ``sharding``."""
     if jax.process_count() == 1:
         return jax.device_put(x, sharding)
+    if isinstance(x, jax.Array) and x.sharding == sharding:
+        return x
     if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
         impl = jax.random.key_impl(x)
         data = _put_leaf(jax.random.key_data(x), sharding)
         return jax.jit(lambda d: jax.random.wrap_key_data(d, impl=impl), out_shardings=sharding)(
             data
         )
-    if isinstance(x, jax.Array) and x.sharding == sharding:
-        return x
     host = np.asarray(jax.device_get(x))
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
@@ -168,3 +168,51 @@ def barrier(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
+
+
+def writer_only(fn, default: Any = None, wait: bool = False):
+    """``fn`` run by process 0 alone (the others get ``default``; with ``wait`` they wait
+    until it has run). For what writes a run's files: status, config, summary, plots."""
+
+    def call(*args, **kwargs):
+        out = fn(*args, **kwargs) if is_writer() else default
+        if wait:
+            barrier(f"larvax-{getattr(fn, '__name__', 'writer')}")
+        return out
+
+    call.__name__ = getattr(fn, "__name__", "writer_only")
+    call.__doc__ = fn.__doc__
+    return call
+
+
+class _Muted:
+    """An object whose ``muted`` methods do nothing (the rest is the object's own)."""
+
+    def __init__(self, obj, muted: tuple[str, ...]):
+        self._obj, self._muted = obj, muted
+
+    def __getattr__(self, name):
+        if name in self._muted:
+            return lambda *args, **kwargs: None
+        return getattr(self._obj, name)
+
+
+def writer_only_methods(cls, muted: tuple[str, ...]):
+    """A factory of ``cls`` objects whose ``muted`` (writing) methods do nothing outside
+    process 0; reading methods work everywhere (e.g. a CSV log read back on resume)."""
+
+    def make(*args, **kwargs):
+        obj = cls(*args, **kwargs)
+        return obj if is_writer() else _Muted(obj, muted)
+
+    return make
+
+
+class NullLog:
+    """Stands in for a log that only process 0 opens: ``write`` and ``close`` do nothing."""
+
+    def write(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -33,6 +33,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from larvax import distributed
 from larvax.training.checkpoint import Checkpointer
 from larvax.training.config import ConfigError, validate
 from larvax.training.console import banner, progress_display, reporter
@@ -51,6 +52,15 @@ from larvax.training.rundir import (
 from larvax.training.runs import build, load_run
 from larvax.training.stages import StageTracker
 from larvax.training.summary import finish
+
+# Several processes (larvax.distributed): process 0 alone writes the run's files (run.json,
+# config, metrics CSV, TensorBoard, plots, summary); every process saves its checkpoint shards.
+prepare_new_run_dir = distributed.writer_only(prepare_new_run_dir, wait=True)
+set_status = distributed.writer_only(set_status)
+write_config = distributed.writer_only(write_config)
+finish = distributed.writer_only(finish, default={})
+CSVLog = distributed.writer_only_methods(CSVLog, ("append", "truncate"))
+TensorBoardLog = distributed.writer_only(TensorBoardLog, default=distributed.NullLog())
 
 __all__ = ["RUN_FILES", "RunDirError", "RunResult", "TrainingDiverged", "load_run", "run"]
 
@@ -256,7 +266,7 @@ class _Session:
         the row (CSV, TensorBoard). A NaN or infinite loss raises :class:`TrainingDiverged`."""
         t0 = time.monotonic()
         new_state, metrics = self.agent.train(state, n)
-        metrics = jax.device_get(metrics)
+        metrics = distributed.to_host(metrics)
         elapsed = time.monotonic() - t0
         bad = _nonfinite_loss(metrics)
         if bad is not None:

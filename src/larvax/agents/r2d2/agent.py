@@ -259,8 +259,11 @@ class R2D2Agent:
         )
 
     def shard(self, state: TrainState) -> TrainState:
-        """``state`` laid out over this agent's devices (a no-op when it already is)."""
-        return jax.device_put(state, self.state_shardings(state))
+        """``state`` laid out over this agent's devices (a no-op when it already is); the
+        devices may be those of several processes (``larvax.distributed``)."""
+        from larvax.distributed import put_global
+
+        return put_global(state, self.state_shardings(state))
 
     # -------------------------------------------------------------------- learning
 
