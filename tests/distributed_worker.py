@@ -19,8 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax  # noqa: E402
 
-jax.config.update("jax_num_cpu_devices", 1)
-
 
 def tiny_agent(name: str, num_devices: int):
     """The tiny agents of test_ppo / test_r2d2 on ``num_devices`` devices."""
@@ -80,6 +78,7 @@ def main(agent_name, out, process_id, num_processes, port, updates):
     from larvax import distributed
     from larvax.training.checkpoint import Checkpointer
 
+    jax.config.update("jax_num_cpu_devices", 1)
     if num_processes > 1:
         cluster = distributed.resolve(f"localhost:{port}", num_processes, process_id)
         distributed.initialize(cluster, timeout_s=120)

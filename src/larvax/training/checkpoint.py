@@ -58,10 +58,16 @@ def _to_storable(tree):
 
 
 def _abstract_storable(abstract_tree):
+    """The restore target: keys as their ``key_data``, and every leaf with a sharding (its
+    own, or this process's first device): without one orbax would use the saved sharding,
+    which fails for a checkpoint written on another device or process count."""
+    default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
     def conv(x):
+        sharding = getattr(x, "sharding", None) or default
         if _is_key(x):
-            return jax.eval_shape(jax.random.key_data, x)
-        return x
+            x = jax.eval_shape(jax.random.key_data, x)
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
     return jax.tree.map(conv, abstract_tree)
 
