@@ -203,3 +203,47 @@ def test_init_from_loads_the_network_and_rejects_a_mismatched_one(curriculum_run
     assert "\n" not in str(err.value)
     with pytest.raises(C.ConfigError, match=r"--init-from 'nowhere' is not allowed"):
         run({**single, "init_from": "nowhere"}, run_dir=tmp_path / "none", progress=False)
+
+
+# ----------------------------------------------------------------------------- R2D2
+
+
+def test_r2d2_stage_switch_carries_learner_and_replay_and_restarts_the_actors(tmp_path):
+    """With the real R2D2 state: what crosses the boundary equals a single-stage run's state
+    after the same chunk; the actors (environments, carries) are stage 1's fresh ones."""
+    from test_r2d2 import CFG
+
+    agent_config = {k: v for k, v in CFG.items() if k not in ("learning_rate", "discount")}
+    base = {
+        "name": "r2d2-stages",
+        "agent": "r2d2",
+        "env": {"name": "RepeatPreviousEasy"},
+        "network": {"name": "recurrent_q", "hidden_size": 8, "mlp_hidden": [8],
+                    "head_hidden": [8]},
+        "agent_config": agent_config,
+        "total_env_steps": 8 * CFG["num_envs"] * CFG["period"],
+        "seed": 0,
+        "chunk_updates": 2,
+        "checkpoint_every_seconds": 0,
+        "keep_checkpoints": 5,
+    }  # fmt: skip
+    per_chunk = 2 * CFG["num_envs"] * CFG["period"]
+    staged = {**base, "stages": [{"name": "k2", "env": {"k": 2}, "max_env_steps": 3 * per_chunk},
+                                 {"name": "k3", "env": {"k": 3}}]}  # fmt: skip
+    result = run(staged, run_dir=tmp_path / "staged", progress=False)
+    assert [int(r["stage"]) for r in result.rows] == [0, 0, 0, 1]
+    cfg, _, _, agent, state, record = load_run(tmp_path / "staged", step=6)
+    assert record["stage"] == 1 and cfg["env"]["k"] == 3
+    single = {**base, "env": {"name": "RepeatPreviousEasy", "k": 2}}
+    run(single, run_dir=tmp_path / "single", progress=False, max_chunks=3)
+    *_, ref, _ = load_run(tmp_path / "single", step=6)
+    for field in ("params", "target_params", "opt_state", "replay", "updates", "learner_steps"):
+        for a, b in zip(jax.tree.leaves(getattr(state, field)),
+                        jax.tree.leaves(getattr(ref, field)), strict=True):  # fmt: skip
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=field)
+    assert int(state.learner_steps) > 0  # the learner had trained before the switch
+    fresh = build(C.validate(staged), 1)[2].init(jax.random.fold_in(jax.random.key(0), 1))
+    for a, b in zip(jax.tree.leaves(state.actor), jax.tree.leaves(fresh.actor), strict=True):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -92,7 +92,8 @@ def _mark_stages(axes, rows: list[dict], names: list[str]) -> None:
         for steps, _stage in starts:
             if steps > 0:
                 ax.axvline(steps, color="0.3", lw=0.9, ls="--")
+    first = float(rows[0]["env_steps"])  # the first stage's label at the left edge
     for steps, stage in starts:  # labels on the top panel, just right of each boundary
         label = names[stage] if stage < len(names) else f"stage {stage}"
-        axes[0].text(steps, 1.0, f" {label}", transform=axes[0].get_xaxis_transform(),
-                     va="top", ha="left", fontsize=7, color="0.25")  # fmt: skip
+        axes[0].text(max(steps, first), 1.0, f" {label}", transform=axes[0].get_xaxis_transform(),
+                     va="top", ha="left", fontsize=7, color="0.25", clip_on=True, in_layout=False)  # fmt: skip
