@@ -46,9 +46,16 @@ def flat_network(parts: dict) -> dict[str, np.ndarray]:
     out = {}
     for part, tree in parts.items():
         for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-            key = "/".join(_key_name(k) for k in path)
-            out[f"{part}/{key}"] = np.asarray(leaf)
+            out[_path_name(part, path)] = np.asarray(leaf)
     return out
+
+
+def _path_name(part: str, path) -> str:
+    """``part/a/b/kernel`` (an NNX Variable's trailing ``value`` left out)."""
+    names = [_key_name(k) for k in path]
+    if len(names) > 1 and names[-1] == "value":
+        names = names[:-1]
+    return "/".join([part, *names])
 
 
 def _key_name(k) -> str:
@@ -82,10 +89,7 @@ def fill_network(agent, state, flat: dict[str, np.ndarray], source: str):
     parts = {}
     for part, tree in template.items():
         paths, treedef = jax.tree_util.tree_flatten_with_path(tree)
-        leaves = [
-            jnp.asarray(flat[f"{part}/" + "/".join(_key_name(k) for k in path)], dtype=ref.dtype)
-            for path, ref in paths
-        ]
+        leaves = [jnp.asarray(flat[_path_name(part, path)], dtype=ref.dtype) for path, ref in paths]
         parts[part] = jax.tree.unflatten(treedef, leaves)
     return with_network(agent, state, parts)
 
