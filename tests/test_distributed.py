@@ -11,6 +11,8 @@ agree to float32 rounding (rtol 1e-5, atol 1e-5 on the metrics and parameters).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -182,10 +184,13 @@ def test_two_process_checkpoint_restores_in_one_process(ppo_processes, num_devic
 
 
 def _loop_in_processes(agent: str, root: Path, updates: int):
-    """The tiny loop run in two processes and, as the reference, in this one (one device)."""
+    """The tiny loop run in two processes and, as the reference, in this one process: PPO
+    on one device (its stream does not depend on the device count), R2D2 on two (each
+    device samples the replay rows of its own actors, so its stream depends on the device
+    count, not on the process count)."""
     run_processes(f"loop-{agent}", root / "two", updates=updates)
     cfg = loop_config(agent, updates)
-    cfg["agent_config"]["num_devices"] = 1
+    cfg["agent_config"]["num_devices"] = 1 if agent == "ppo" else 2
     one = loop.run(cfg, run_dir=root / "one" / "run", progress=False)
     return root / "two" / "run", one
 
@@ -206,5 +211,94 @@ def test_loop_in_two_processes_writes_one_set_of_logs(tmp_path, agent):
     # its checkpoint restores in this single process (one device) with the same network
     _, state2, _ = _restore(two_dir, 1)
     _, state1, _ = _restore(one.run_dir, 1)
+    assert int(state2.learner_steps if agent == "r2d2" else state2.update_count) > 0
     for a, b in zip(jax.tree.leaves(state2.params), jax.tree.leaves(state1.params), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=RTOL, atol=ATOL)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_device_counts_that_do_not_split_the_batches_are_one_line_errors():
+    from larvax.devices import DeviceError, num_devices_for
+
+    ppo = {"agent": "ppo", "agent_config": {"num_envs": 3, "num_minibatches": 1}}
+    with pytest.raises(DeviceError) as err:
+        num_devices_for(ppo, 2, 1)
+    assert str(err.value) == (
+        "--devices 2: agent_config.num_envs=3 is not divisible by 2 devices; "
+        "allowed: num_envs a multiple of 2 (e.g. 2 or 4)"
+    )
+    ppo = {"agent": "ppo", "agent_config": {"num_envs": 8, "num_minibatches": 4}}
+    with pytest.raises(DeviceError, match=r"--devices 2 x 2 processes: .*num_minibatches=2 is"):
+        num_devices_for(ppo, 2, 2)  # 4 devices, minibatches of 2 environments
+    assert num_devices_for(ppo, 1, 2) == 2
+    r2d2 = {"agent": "r2d2", "agent_config": {"num_envs": 8, "batch_size": 4}}
+    with pytest.raises(DeviceError, match=r"batch_size=4 is not divisible by 8 devices.*8 or 16"):
+        num_devices_for(r2d2, 8, 1)
+    assert num_devices_for(r2d2, None, 1) is None  # the config decides
+
+
+def test_train_command_reports_bad_process_and_device_flags(tmp_path, capsys):
+    from larvax.cli import main
+
+    assert main(["train", "--process-id", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("larvax: error: --coordinator, --num-processes missing")
+    assert "\n" not in err
+    args = ["train", "--preset", "ppo-repeat-previous-easy", "--run-dir", str(tmp_path / "r")]
+    args += ["--set", "agent_config.num_envs=3", "--set", "agent_config.num_minibatches=1"]
+    assert main([*args, "--devices", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (
+        "larvax: error: --devices 2: agent_config.num_envs=3 is not divisible by 2 devices; "
+        "allowed: num_envs a multiple of 2 (e.g. 2 or 4)"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_two_process_run_resumes_after_one_process_is_killed(tmp_path):
+    """Process 1 is SIGKILLed right after the second checkpoint (the fault hook of
+    test_faults.py); process 0 is stopped as a scheduler would stop the job; the run resumed
+    by two new processes ends with the rows of an uninterrupted run."""
+    updates, out = 8, tmp_path / "two"
+    port = _free_port()
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, **({"LARVAX_TEST_KILL": "checkpoint-sums:2"} if i == 1 else {}))
+        cmd = [
+            sys.executable,
+            str(WORKER),
+            "loop-ppo",
+            str(out),
+            str(i),
+            "2",
+            str(port),
+            str(updates),
+        ]
+        procs.append(
+            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        )
+    try:
+        assert procs[1].wait(timeout=400) == -signal.SIGKILL
+        try:
+            procs[0].wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            procs[0].kill()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    run_dir = out / "run"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    assert len(loop.CSVLog(run_dir / "metrics.csv").read()) < updates // 2
+    run_processes("loop-ppo", out, updates=-1)  # both processes resume
+    cfg = loop_config("ppo", updates)
+    cfg["agent_config"]["num_devices"] = 1
+    one = loop.run(cfg, run_dir=tmp_path / "one" / "run", progress=False)
+    rows = loop.CSVLog(run_dir / "metrics.csv").read()
+    assert [int(r["update"]) for r in rows] == [2, 4, 6, 8]
+    _rows_close(rows, one.rows)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"

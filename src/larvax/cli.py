@@ -46,12 +46,16 @@ def cmd_train(args) -> int:
         return _error(f"--cpu-devices={args.cpu_devices} is not allowed; allowed: an int >= 1")
     if args.log_every is not None and not args.log_every > 0:
         return _error(f"--log-every={args.log_every} is not allowed; allowed: seconds > 0")
-    from larvax.devices import DeviceError, use_cpu_devices
+    from larvax import distributed
+    from larvax.devices import DeviceError, num_devices_for, use_devices
 
-    try:  # before JAX starts (default: leave JAX's one device)
-        use_cpu_devices(args.cpu_devices)
-    except DeviceError as err:
+    try:  # before JAX starts: join the processes, then this process's devices
+        processes = distributed.start(args.coordinator, args.num_processes, args.process_id)
+        use_devices(args.devices, args.cpu_devices)
+    except (DeviceError, distributed.DistributedError) as err:
         return _error(str(err))
+    console.quiet = not distributed.is_writer()  # process 0 speaks for the run
+    args.no_progress = args.no_progress or not distributed.is_writer()
     if args.list_presets:
         for name, description in C.list_presets().items():
             marker = " (default)" if name == C.DEFAULT_PRESET else ""
@@ -66,10 +70,12 @@ def cmd_train(args) -> int:
                 or args.run_dir
                 or args.seed is not None
                 or args.init_from
+                or args.devices
             ):
                 return _error(
                     "--resume takes only the run directory (and optionally --steps to extend "
-                    "the budget); the run's own config.yaml is used"
+                    "the budget, and the process flags); the run's own config.yaml is used, "
+                    "its num_devices too"
                 )
             cfg = None
             if args.steps is not None:
@@ -93,6 +99,15 @@ def cmd_train(args) -> int:
             cfg = C.resolve(args.preset, args.config, args.set or [], args.steps, args.seed)
             if args.init_from is not None:
                 cfg = C.validate({**cfg, "init_from": args.init_from})
+            count = num_devices_for(cfg, args.devices, processes)
+            if count is not None:
+                cfg = C.validate(
+                    {**cfg, "agent_config": {**cfg["agent_config"], "num_devices": count}}
+                )
+            if processes > 1 and args.run_dir is None:
+                return _error(
+                    f"--run-dir is required with {processes} processes (one directory for all)"
+                )
             console.print(
                 f"[bold]larvax {larvax.__version__}[/] preset [cyan]{cfg['name']}[/]: "
                 f"{cfg['description']}"
@@ -108,7 +123,7 @@ def cmd_train(args) -> int:
                 progress=not args.no_progress,
                 log_every=args.log_every,
             )
-    except (C.ConfigError, RunDirError, CheckpointError) as err:
+    except (C.ConfigError, RunDirError, CheckpointError, DeviceError) as err:
         return _error(str(err))
     except OSError as err:  # a file-system failure during the run: path and cause
         where = f"{err.filename}: " if err.filename else ""
@@ -193,6 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
         "larvax.devices: on a 2-core CPU R2D2 is faster on one); R2D2 uses as many as "
         "divide num_envs and batch_size and says so when that is fewer",
     )
+    p_train.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="devices of this process to train on (GPUs, or N CPU devices on a CPU-only "
+        "machine); the agent splits its environments and batches over N x processes devices",
+    )
+    p_train.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="multi-process run: process 0's address (with --num-processes, --process-id; or "
+        "LARVAX_COORDINATOR etc.; auto-detected under srun / mpirun); see docs/scaling.md",
+    )
+    p_train.add_argument("--num-processes", type=int, metavar="P", help="processes in the run")
+    p_train.add_argument("--process-id", type=int, metavar="I", help="this process: 0..P-1")
     p_train.set_defaults(func=cmd_train)
     add_eval_parser(sub)
     add_render_parser(sub)

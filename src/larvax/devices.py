@@ -1,4 +1,4 @@
-"""Devices for data-parallel training on a CPU.
+"""Devices for data-parallel training (``--devices``, ``--cpu-devices``).
 
 XLA:CPU runs one computation mostly on one core; JAX can instead expose several CPU
 devices (``jax_num_cpu_devices``) and an agent can split its actors and batch over them
@@ -51,3 +51,101 @@ def use_cpu_devices(count: int | None = None, cores: int | None = None) -> int:
             "before the first JAX computation"
         )
     return have
+
+
+def use_devices(count: int | None, cpu_devices: int | None = None, cores: int | None = None):
+    """``larvax train --devices N``: this process uses ``N`` of its devices (None: leave the
+    choice to the agent). On a CPU-only machine ``N`` CPU devices are exposed (as
+    ``--cpu-devices N``, which it must not contradict). Must run before the first JAX
+    computation (after ``larvax.distributed.initialize``). Returns ``count``."""
+    import jax
+
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise DeviceError(f"--devices {count!r}: not allowed; allowed: an int >= 1")
+    if count is not None and cpu_devices is not None and cpu_devices != count:
+        raise DeviceError(
+            f"--devices {count} and --cpu-devices {cpu_devices} disagree; give one of them"
+        )
+    if cpu_devices is None and count is not None and _cpu_only():
+        cpu_devices = count
+    use_cpu_devices(cpu_devices, cores)
+    if count is not None:
+        local = len(jax.local_devices())
+        if count > local:
+            raise DeviceError(
+                f"--devices {count}: this process has {local} {jax.default_backend()} "
+                f"device(s); allowed: 1..{local}"
+            )
+    return count
+
+
+def _cpu_only() -> bool:
+    """Whether JAX will run on the CPU (no accelerator plugin answers), asked without
+    starting a backend: from ``JAX_PLATFORMS`` or the installed jaxlib plugins."""
+    import importlib.util
+    import os
+
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    if platforms:
+        return platforms.split(",")[0].strip() == "cpu"
+    plugins = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "libtpu")
+    return not any(importlib.util.find_spec(name) for name in plugins)
+
+
+def _agent_config(agent: str, agent_config: dict):
+    """The agent's validated config dataclass (without num_devices), or None."""
+    fields = {k: v for k, v in agent_config.items() if k != "num_devices"}
+    if agent == "ppo":
+        from larvax.agents.ppo import PPOConfig
+
+        return PPOConfig.from_dict(fields)
+    if agent == "r2d2":
+        from larvax.agents.r2d2 import R2D2Config
+
+        return R2D2Config.from_dict(fields)
+    return None
+
+
+def _multiples(count: int, near: int) -> str:
+    low = max(count, (near // count) * count)
+    return f"{low} or {low + count}"
+
+
+def check_divisible(agent: str, agent_config: dict, count: int, flag: str) -> None:
+    """Raise a one-line DeviceError when ``count`` devices cannot split the agent's
+    environments and batches evenly; ``flag`` names what set the count (e.g. ``--devices
+    2``)."""
+    try:
+        c = _agent_config(agent, agent_config)
+    except ValueError:  # a bad config: the agent reports it when it is built
+        return
+    if c is None:
+        return
+    batches = [("num_envs", c.num_envs)]
+    if agent == "ppo":
+        batches.append(("num_envs / num_minibatches", c.minibatch_size))
+    else:
+        batches.append(("batch_size", c.batch_size))
+    for name, value in batches:
+        if value % count:
+            raise DeviceError(
+                f"{flag}: agent_config.{name}={value} is not divisible by {count} devices; "
+                f"allowed: {name} a multiple of {count} (e.g. {_multiples(count, value)})"
+            )
+
+
+def num_devices_for(cfg: dict, devices: int | None, processes: int) -> int | None:
+    """The agent's device count for ``larvax train --devices N`` in a run of ``processes``
+    processes: ``N`` per process, or every device of every process when several processes
+    run without ``--devices``; None leaves the config's own setting. Checked against the
+    agent's environments and batches (one-line DeviceError)."""
+    import jax
+
+    if devices is None and processes == 1:
+        return None
+    count = devices * processes if devices is not None else len(jax.devices())
+    flag = f"--devices {devices}" if devices is not None else f"--num-processes {processes}"
+    if devices is not None and processes > 1:
+        flag += f" x {processes} processes"
+    check_divisible(cfg["agent"], cfg.get("agent_config", {}), count, flag)
+    return count

@@ -216,3 +216,31 @@ class NullLog:
 
     def close(self) -> None:
         pass
+
+
+def launcher(environ: dict | None = None) -> str | None:
+    """The cluster launcher that started several tasks of this command (JAX detects its
+    coordinator, process count and id): ``"slurm"`` under ``srun`` with more than one task,
+    ``"openmpi"`` under ``mpirun -n`` > 1; None otherwise."""
+    environ = os.environ if environ is None else environ
+    if int(environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1:
+        return "slurm"
+    if int(environ.get("OMPI_COMM_WORLD_SIZE", "1") or 1) > 1:
+        return "openmpi"
+    return None
+
+
+def start(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    environ: dict | None = None,
+) -> int:
+    """Join a multi-process run if flags, ``LARVAX_*`` variables or a cluster launcher ask
+    for one (see the module docstring); returns the number of processes (1: nothing done)."""
+    cluster = resolve(
+        coordinator, num_processes, process_id, auto=launcher(environ) is not None, environ=environ
+    )
+    if cluster is not None and cluster.num_processes == 1:
+        return 1
+    return initialize(cluster)
