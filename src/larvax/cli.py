@@ -34,6 +34,44 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _start_processes(args, console) -> int:
+    """Join a multi-process run (flags, LARVAX_* variables or srun/mpirun) and take this
+    process's devices; only process 0 prints. Returns the number of processes; bad settings
+    raise a one-line DeviceError."""
+    from larvax import distributed
+    from larvax.devices import DeviceError, use_devices
+
+    if args.resume and args.devices is not None:
+        raise DeviceError(
+            f"--devices {args.devices} with --resume: the run's config.yaml decides the devices"
+        )
+    try:
+        processes = distributed.start(args.coordinator, args.num_processes, args.process_id)
+    except distributed.DistributedError as err:
+        raise DeviceError(str(err)) from None
+    use_devices(args.devices, args.cpu_devices)
+    console.quiet = not distributed.is_writer()  # process 0 speaks for the run
+    args.no_progress = args.no_progress or not distributed.is_writer()
+    return processes
+
+
+def _with_devices(cfg: dict, args, processes: int) -> dict:
+    """``cfg`` with the agent's ``num_devices`` from ``--devices`` and the process count
+    (checked against its batches); a multi-process run needs ``--run-dir``."""
+    from larvax.devices import DeviceError, num_devices_for
+    from larvax.training import config as C
+
+    try:
+        count = num_devices_for(cfg, args.devices, processes)
+    except DeviceError as err:
+        raise C.ConfigError(str(err)) from None
+    if processes > 1 and args.run_dir is None:
+        raise C.ConfigError(f"--run-dir is required with {processes} processes (one for all)")
+    if count is None:
+        return cfg
+    return C.validate({**cfg, "agent_config": {**cfg["agent_config"], "num_devices": count}})
+
+
 def cmd_train(args) -> int:
     from rich.console import Console
 
@@ -46,16 +84,12 @@ def cmd_train(args) -> int:
         return _error(f"--cpu-devices={args.cpu_devices} is not allowed; allowed: an int >= 1")
     if args.log_every is not None and not args.log_every > 0:
         return _error(f"--log-every={args.log_every} is not allowed; allowed: seconds > 0")
-    from larvax import distributed
-    from larvax.devices import DeviceError, num_devices_for, use_devices
+    from larvax.devices import DeviceError
 
     try:  # before JAX starts: join the processes, then this process's devices
-        processes = distributed.start(args.coordinator, args.num_processes, args.process_id)
-        use_devices(args.devices, args.cpu_devices)
-    except (DeviceError, distributed.DistributedError) as err:
+        processes = _start_processes(args, console)
+    except DeviceError as err:
         return _error(str(err))
-    console.quiet = not distributed.is_writer()  # process 0 speaks for the run
-    args.no_progress = args.no_progress or not distributed.is_writer()
     if args.list_presets:
         for name, description in C.list_presets().items():
             marker = " (default)" if name == C.DEFAULT_PRESET else ""
@@ -70,12 +104,10 @@ def cmd_train(args) -> int:
                 or args.run_dir
                 or args.seed is not None
                 or args.init_from
-                or args.devices
             ):
                 return _error(
                     "--resume takes only the run directory (and optionally --steps to extend "
-                    "the budget, and the process flags); the run's own config.yaml is used, "
-                    "its num_devices too"
+                    "the budget); the run's own config.yaml is used"
                 )
             cfg = None
             if args.steps is not None:
@@ -99,15 +131,7 @@ def cmd_train(args) -> int:
             cfg = C.resolve(args.preset, args.config, args.set or [], args.steps, args.seed)
             if args.init_from is not None:
                 cfg = C.validate({**cfg, "init_from": args.init_from})
-            count = num_devices_for(cfg, args.devices, processes)
-            if count is not None:
-                cfg = C.validate(
-                    {**cfg, "agent_config": {**cfg["agent_config"], "num_devices": count}}
-                )
-            if processes > 1 and args.run_dir is None:
-                return _error(
-                    f"--run-dir is required with {processes} processes (one directory for all)"
-                )
+            cfg = _with_devices(cfg, args, processes)
             console.print(
                 f"[bold]larvax {larvax.__version__}[/] preset [cyan]{cfg['name']}[/]: "
                 f"{cfg['description']}"
@@ -123,7 +147,7 @@ def cmd_train(args) -> int:
                 progress=not args.no_progress,
                 log_every=args.log_every,
             )
-    except (C.ConfigError, RunDirError, CheckpointError, DeviceError) as err:
+    except (C.ConfigError, RunDirError, CheckpointError) as err:
         return _error(str(err))
     except OSError as err:  # a file-system failure during the run: path and cause
         where = f"{err.filename}: " if err.filename else ""
@@ -137,6 +161,25 @@ def cmd_train(args) -> int:
         if isinstance(value, float):
             console.print(f"  {key}: {value:.4g}")
     return 0
+
+
+def _add_process_flags(parser: argparse.ArgumentParser) -> None:
+    """``larvax train``'s devices and processes (docs/scaling.md)."""
+    parser.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="devices of this process to train on (GPUs, or N CPU devices on a CPU-only "
+        "machine); the agent splits its environments and batches over N x processes devices",
+    )
+    parser.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="multi-process run: process 0's address (with --num-processes, --process-id; or "
+        "LARVAX_COORDINATOR etc.; auto-detected under srun / mpirun); see docs/scaling.md",
+    )
+    parser.add_argument("--num-processes", type=int, metavar="P", help="processes in the run")
+    parser.add_argument("--process-id", type=int, metavar="I", help="this process: 0..P-1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,21 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         "larvax.devices: on a 2-core CPU R2D2 is faster on one); R2D2 uses as many as "
         "divide num_envs and batch_size and says so when that is fewer",
     )
-    p_train.add_argument(
-        "--devices",
-        type=int,
-        metavar="N",
-        help="devices of this process to train on (GPUs, or N CPU devices on a CPU-only "
-        "machine); the agent splits its environments and batches over N x processes devices",
-    )
-    p_train.add_argument(
-        "--coordinator",
-        metavar="HOST:PORT",
-        help="multi-process run: process 0's address (with --num-processes, --process-id; or "
-        "LARVAX_COORDINATOR etc.; auto-detected under srun / mpirun); see docs/scaling.md",
-    )
-    p_train.add_argument("--num-processes", type=int, metavar="P", help="processes in the run")
-    p_train.add_argument("--process-id", type=int, metavar="I", help="this process: 0..P-1")
+    _add_process_flags(p_train)
     p_train.set_defaults(func=cmd_train)
     add_eval_parser(sub)
     add_render_parser(sub)
