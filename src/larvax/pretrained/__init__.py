@@ -38,6 +38,13 @@ from larvax.pretrained.store import (
 __all__ = ["Pretrained", "PretrainedError", "card", "config", "export", "load", "names"]
 
 
+# A loaded model acts; it does not train. Its agent is rebuilt with one actor and the
+# smallest replay (the trained config's 64 actors and 8,192 sequences would allocate ~260 MiB
+# for nothing); ``larvax train --init-from NAME`` trains further with a full config.
+ACT_ONLY = {"r2d2": {"num_envs": 1, "batch_size": 1, "replay_capacity": 8, "min_replay_size": 1,
+                     "num_devices": 1}}  # fmt: skip
+
+
 @dataclass
 class Pretrained:
     """A pretrained model rebuilt: its config, environment, agent and agent state."""
@@ -68,6 +75,7 @@ def load(name: str) -> Pretrained:
     from larvax.training.warm_start import fill_network
 
     cfg = validate(config(name))
+    cfg["agent_config"] = {**cfg["agent_config"], **ACT_ONLY.get(cfg["agent"], {})}
     env, env_params, agent = build(cfg)
     state = agent.init(jax.random.key(cfg["seed"]))
     state = fill_network(agent, state, read_network(name), name)
