@@ -34,6 +34,8 @@ def _load_builtin() -> None:
 def make(name: str, **kwargs):
     """Build the environment registered as ``name``; returns ``(env, params)``."""
     _load_builtin()
+    if not isinstance(name, str):
+        raise ValueError(f"make: name={name!r} is not allowed; allowed: a registered name (str)")
     if name.startswith("gymnax:"):
         from larvax.envs.adapters import make_gymnax
 

@@ -105,14 +105,14 @@ def check_arguments(args) -> tuple[dict, Path]:
         raise EvalError(f"{str(run_dir)!r} is not a larvax run directory (no config.yaml)")
     if args.world not in world_names():
         raise EvalError(f"unknown world {args.world!r}; allowed: {', '.join(world_names())}")
-    for name, value, ok in (
-        ("--episodes", args.episodes, args.episodes >= 1),
-        ("--epsilon", args.epsilon, 0.0 <= args.epsilon <= 1.0),
-        ("--batch", args.batch, args.batch >= 1),
-        ("--chunk", args.chunk, args.chunk >= 1),
+    for name, value, ok, allowed in (
+        ("--episodes", args.episodes, args.episodes >= 1, "an int >= 1"),
+        ("--epsilon", args.epsilon, 0.0 <= args.epsilon <= 1.0, "a number from 0 to 1"),
+        ("--batch", args.batch, args.batch >= 1, "an int >= 1"),
+        ("--chunk", args.chunk, args.chunk >= 1, "an int >= 1"),
     ):
         if not ok:
-            raise EvalError(f"{name}={value} is not allowed")
+            raise EvalError(f"{name}={value} is not allowed; allowed: {allowed}")
     overrides = parse_sets(args.set)
     _check_simfish_keys(run_dir, overrides)
     if args.stimulus is not None and not Path(args.stimulus).is_file():
@@ -140,12 +140,15 @@ def _check_simfish_keys(run_dir: Path, overrides: dict) -> None:
     env = cfg.get("env", {}) if isinstance(cfg, dict) else {}
     if not isinstance(env, dict) or env.get("name") != "simfish":
         return
-    names = sorted(f.name for f in dataclasses.fields(SimfishParams))
-    for key in overrides:
-        if key not in names:
+    fields = {f.name: f for f in dataclasses.fields(SimfishParams)}
+    for key, value in overrides.items():
+        if key not in fields:
             raise EvalError(
-                f"--set env.{key}: SimfishParams has no field {key!r}; allowed: {names}"
+                f"--set env.{key}: SimfishParams has no field {key!r}; allowed: {sorted(fields)}"
             )
+        rule = fields[key].metadata.get("rule")  # each value on its own, before any loading
+        if rule is not None and not rule.ok(value):
+            raise EvalError(f"--set env.{key}={value!r} is not allowed; allowed: {rule.describe()}")
 
 
 def eval_environment(env, params, world: str, overrides: dict, stimulus):

@@ -330,14 +330,15 @@ def evaluate(
     ``params.max_steps``) ends an episode that does not end itself. ``on_steps(n)`` is
     called with the number of steps recorded after each chunk (a progress bar).
     """
-    for name, value, ok in (
-        ("episodes", episodes, isinstance(episodes, int) and episodes >= 1),
-        ("epsilon", epsilon, isinstance(epsilon, int | float) and 0.0 <= epsilon <= 1.0),
-        ("batch", batch, isinstance(batch, int) and batch >= 1),
-        ("chunk", chunk, isinstance(chunk, int) and chunk >= 1),
-    ):
+    for name, value, ok, allowed in (
+        ("episodes", episodes, isinstance(episodes, int) and episodes >= 1, "an int >= 1"),
+        ("epsilon", epsilon, isinstance(epsilon, int | float) and 0.0 <= epsilon <= 1.0,
+         "a number from 0 to 1"),
+        ("batch", batch, isinstance(batch, int) and batch >= 1, "an int >= 1"),
+        ("chunk", chunk, isinstance(chunk, int) and chunk >= 1, "an int >= 1"),
+    ):  # fmt: skip
         if not ok or isinstance(value, bool):
-            raise ValueError(f"evaluate: {name}={value!r} is not allowed")
+            raise ValueError(f"evaluate: {name}={value!r} is not allowed; allowed: {allowed}")
     max_steps = max_steps or getattr(params, "max_steps", None)
     if not max_steps:
         raise ValueError("evaluate: max_steps is needed (params have no max_steps)")

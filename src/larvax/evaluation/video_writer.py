@@ -29,6 +29,14 @@ def check_output(path: str | Path) -> Path:
         raise ValueError(f"--out {str(path)!r}: directory {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ValueError(f"--out {str(path)!r} is not writable")
+    existed = path.exists()
+    try:  # a real open: os.access says yes to root where the file system still refuses
+        with path.open("ab"):
+            pass
+    except OSError as err:
+        raise ValueError(f"--out {str(path)!r} is not writable ({err.strerror})") from None
+    if not existed:
+        path.unlink(missing_ok=True)
     return path
 
 

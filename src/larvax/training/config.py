@@ -103,7 +103,9 @@ def load_file(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid YAML: {_yaml_problem(err)}"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -111,6 +113,17 @@ def load_file(path: str | Path) -> dict:
             f"config file {str(path)!r} must hold a mapping, got {type(data).__name__}"
         )
     return data
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML parser error in one line: the problem and where (line, column; 1-based)."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if not problem:
+        return " ".join(str(err).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(err, "context", None)
+    return f"{context + ': ' if context else ''}{problem}{where}"
 
 
 def merge(base: dict, update: dict, path: str = "") -> dict:
@@ -274,6 +287,8 @@ def validate(cfg: dict) -> dict:
     for key in ("total_env_steps", "chunk_updates", "keep_checkpoints"):
         if out[key] < 1:
             raise ConfigError(f"{key}: must be >= 1, got {out[key]!r}")
+    if out["seed"] < 0:
+        raise ConfigError(f"seed: must be >= 0, got {out['seed']!r}")
     if out["max_wall_time_s"] < 0:
         raise ConfigError(
             f"max_wall_time_s: must be >= 0 (0 = no limit), got {out['max_wall_time_s']!r}"

@@ -13,6 +13,8 @@ state (deal orders, or the cart-pole's physical state) for tests and comparisons
 
 from __future__ import annotations
 
+import inspect
+
 from larvax.envs import register_env
 from larvax.envs.memory.cards import (
     CARD_VARIANTS,
@@ -41,6 +43,13 @@ def make_memory_env(name: str, **overrides):
     if name not in VARIANTS:
         raise ValueError(f"unknown memory task {name!r}; allowed: {sorted(VARIANTS)}")
     cls, kwargs = VARIANTS[name]
+    allowed = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown argument {unknown[0]!r} (value {overrides[unknown[0]]!r}); "
+            f"allowed: {', '.join(allowed)}"
+        )
     env = cls(**{**kwargs, **overrides})
     env.variant_name = name
     return env, env.default_params
