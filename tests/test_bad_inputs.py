@@ -124,8 +124,8 @@ CLI_CASES = [
      E + r"env: expected dict, got 5$", "the file holds `env: 5`"),
     ("train-config-agent-config-list", "train --config {T}/agentcfg.yaml", 2,
      E + r"agent_config: expected dict, got \[1, 2\]$", "the file holds `agent_config: [1, 2]`"),
-    ("train-config-float-budget", "train --config {T}/e6.yaml", 2,
-     E + r"total_env_steps: expected int, got '1e6'$", "the file holds `total_env_steps: 1e6`"),
+    ("train-config-fractional-budget", "train --config {T}/frac.yaml", 2,
+     E + r"total_env_steps: expected int, got 2.5$", "the file holds `total_env_steps: 2.5`"),
     ("train-set-section-without-name", "train --set network={{}}", 2,
      E + r"network.name is required \(e.g. network: \{name: ...\}\)$", ""),
     # --------------------------------------------------------------- train: curricula
@@ -316,7 +316,7 @@ def places(tmp_path_factory) -> dict:
     )
     texts = {"notyaml": "a: [b\n", "list": "- a\n- b\n", "typo": "agnet: ppo\n",
              "envint": "env: 5\n", "agentcfg": "agent_config: [1, 2]\n",
-             "e6": "total_env_steps: 1e6\n"}  # fmt: skip
+             "frac": "total_env_steps: 2.5\n"}  # fmt: skip
     for name, text in texts.items():
         (t / f"{name}.yaml").write_text(text)
     dummy = dummy_config()
@@ -364,6 +364,18 @@ def test_bad_command_line_input(places, capfd, monkeypatch, tmp_path, argv, code
     assert not any("Traceback" in ln for ln in err)
     errors = [ln for ln in err if re.match(r"^larvax( \w+)?: error: ", ln)]
     assert errors == [err[-1]]  # one error line, the last one
+
+
+def test_whole_numbers_in_exponent_form_are_ints(tmp_path):
+    """YAML 1.1 reads ``1e6`` as a string and ``1.0e+6`` as a float: both are the int they
+    write; a fractional budget stays an error (above)."""
+    from larvax.training.config import resolve
+
+    for text in ("1e6", "1.0e+6", "1000000"):
+        (tmp_path / "c.yaml").write_text(f"total_env_steps: {text}\nseed: 2e0\n")
+        cfg = resolve(config_file=tmp_path / "c.yaml")
+        assert cfg["total_env_steps"] == 1_000_000 and type(cfg["total_env_steps"]) is int
+        assert cfg["seed"] == 2 and type(cfg["seed"]) is int
 
 
 # ----------------------------------------------------------------------------- API

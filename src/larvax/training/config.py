@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,15 @@ def _coerce(key: str, text: str, old: Any) -> Any:
     return value
 
 
+def _whole_number(value: Any) -> Any:
+    """``1e6`` (a string to YAML 1.1) or ``1000000.0`` as the int it writes; else unchanged."""
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+", value.strip()):
+        value = float(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _leaf_paths(cfg: dict, prefix: tuple = ()) -> list[tuple]:
     out = []
     for k, v in cfg.items():
@@ -268,6 +278,9 @@ def validate(cfg: dict) -> dict:
     for key in ("agent", "env", "network", "total_env_steps"):
         if key not in out:
             raise ConfigError(f"config is missing the required key {key!r}")
+    for key, expected in TOP_LEVEL.items():
+        if expected is int and key in out:
+            out[key] = _whole_number(out[key])
     for key, expected in TOP_LEVEL.items():
         if key in OPTIONAL and key not in out:
             continue
