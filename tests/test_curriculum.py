@@ -88,6 +88,7 @@ def test_unknown_rule_metric_is_refused_before_training(tmp_path):
     cfg["stages"][0]["advance"]["metric"] = "prey_eaten"
     with pytest.raises(C.ConfigError, match=r"advance\.metric='prey_eaten'.*prey_caught"):
         run(cfg, run_dir=tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
 
 
 # ----------------------------------------------------------------------------- runs
@@ -201,6 +202,7 @@ def test_init_from_loads_the_network_and_rejects_a_mismatched_one(curriculum_run
                        r"needs \(4,\)") as err:  # fmt: skip
         run(wide, run_dir=tmp_path / "wide", progress=False)
     assert "\n" not in str(err.value)
+    assert not (tmp_path / "wide").exists()  # checked before the run directory is made
     with pytest.raises(C.ConfigError, match=r"--init-from 'nowhere' is not allowed"):
         run({**single, "init_from": "nowhere"}, run_dir=tmp_path / "none", progress=False)
 

@@ -50,6 +50,11 @@ def banner(cfg: dict, agent, chunk: int, total_updates: int, updates: int, env_s
         f"budget {total_steps:,} env steps ({total_updates:,} updates of {per_update:,} in "
         f"chunks of {chunk:,}{rounded}){at}; {estimate}, plus compilation"
     )
+    if updates and updates >= total_updates:
+        report(
+            f"the budget of {total_steps:,} env steps is already used (the run has "
+            f"{env_steps:,}): nothing to train; give a larger --steps to continue it"
+        )
     used, available = getattr(agent, "num_devices", None), len(jax.devices())
     if used is not None and used < available:
         report(

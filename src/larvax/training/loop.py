@@ -152,8 +152,26 @@ def _load_config(cfg: dict | None, run_dir, resume: bool) -> tuple[dict, Path]:
         raise ConfigError("no config given")
     cfg = validate(cfg)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg.get("name", "run"))
-    prepare_new_run_dir(run_dir)
     return cfg, run_dir
+
+
+def _setup(cfg: dict | None, run_dir, resume: bool) -> tuple[dict, Path, StageTracker]:
+    """Config, run directory and stages, every stage's agent built and checked (and a warm
+    start's network against the first) before a new run directory is created: a config
+    error leaves nothing behind."""
+    cfg, run_dir = _load_config(cfg, run_dir, resume)
+    stages = StageTracker(cfg, build)
+    try:
+        stages.check_all()
+    except CurriculumError as err:
+        raise ConfigError(str(err)) from None
+    if not resume:
+        if cfg.get("init_from"):
+            from larvax.training.warm_start import check_init_from
+
+            check_init_from(stages.agent, cfg["init_from"])
+        prepare_new_run_dir(run_dir)
+    return cfg, run_dir, stages
 
 
 def _abstract_state(agent, key):
@@ -355,12 +373,7 @@ def run(
     ``console`` (default: stderr), one line each.
     """
     report = reporter(console)
-    cfg, run_dir = _load_config(cfg, run_dir, resume)
-    stages = StageTracker(cfg, build)
-    try:
-        stages.check_all()
-    except CurriculumError as err:
-        raise ConfigError(str(err)) from None
+    cfg, run_dir, stages = _setup(cfg, run_dir, resume)
     session = _Session(
         cfg,
         run_dir,

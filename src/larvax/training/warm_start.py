@@ -21,7 +21,7 @@ import numpy as np
 
 from larvax.training.config import ConfigError
 
-__all__ = ["flat_network", "network_parts", "warm_start", "with_network"]
+__all__ = ["check_init_from", "flat_network", "network_parts", "warm_start", "with_network"]
 
 
 def network_parts(agent, state) -> dict:
@@ -46,7 +46,8 @@ def flat_network(parts: dict) -> dict[str, np.ndarray]:
     out = {}
     for part, tree in parts.items():
         for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-            out[_path_name(part, path)] = np.asarray(leaf)
+            keep = isinstance(leaf, jax.ShapeDtypeStruct)  # shapes only (check_init_from)
+            out[_path_name(part, path)] = leaf if keep else np.asarray(leaf)
     return out
 
 
@@ -65,11 +66,8 @@ def _key_name(k) -> str:
     return str(k)
 
 
-def fill_network(agent, state, flat: dict[str, np.ndarray], source: str):
-    """``state`` with its network taken from ``flat`` (:func:`flat_network`'s layout); a
-    missing, extra or differently shaped parameter is a one-line ConfigError."""
-    template = network_parts(agent, state)
-    want = flat_network(template)
+def _check_fit(want: dict, flat: dict, source: str) -> None:
+    """``flat`` has exactly the parameter names and shapes of ``want`` (one-line error)."""
     missing = [k for k in want if k not in flat]
     extra = [k for k in flat if k not in want]
     if missing or extra:
@@ -86,12 +84,26 @@ def fill_network(agent, state, flat: dict[str, np.ndarray], source: str):
                 f"network: {key!r} has shape {tuple(flat[key].shape)} there, this run needs "
                 f"{tuple(ref.shape)}"
             )
+
+
+def fill_network(agent, state, flat: dict[str, np.ndarray], source: str):
+    """``state`` with its network taken from ``flat`` (:func:`flat_network`'s layout); a
+    missing, extra or differently shaped parameter is a one-line ConfigError."""
+    template = network_parts(agent, state)
+    _check_fit(flat_network(template), flat, source)
     parts = {}
     for part, tree in template.items():
         paths, treedef = jax.tree_util.tree_flatten_with_path(tree)
         leaves = [jnp.asarray(flat[_path_name(part, path)], dtype=ref.dtype) for path, ref in paths]
         parts[part] = jax.tree.unflatten(treedef, leaves)
     return with_network(agent, state, parts)
+
+
+def check_init_from(agent, source: str) -> None:
+    """Raise the one-line ConfigError of :func:`fill_network` before anything is allocated
+    (the agent's state shapes from ``jax.eval_shape``)."""
+    abstract = jax.eval_shape(agent.init, jax.random.key(0))
+    _check_fit(flat_network(network_parts(agent, abstract)), source_network(source), source)
 
 
 def source_network(source: str) -> dict[str, np.ndarray]:
