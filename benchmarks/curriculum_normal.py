@@ -94,27 +94,38 @@ def policy_summary(rows: list[dict], counts: np.ndarray) -> dict:
     }
 
 
-def evaluate_seed(run_dir: Path, episodes: int, seed: int) -> dict:
+def evaluate_seed(run_dir: Path, episodes: int, seed: int, stage_names: list[str]) -> dict:
+    """Greedy and random bouts in the unchanged normal world, whatever the stage of the
+    run's newest checkpoint (recorded: ``checkpoint_world_changed_fields``)."""
     import dataclasses
 
+    from larvax.envs import make
     from larvax.envs.simfish.config import SimfishParams
     from larvax.training.runs import load_run
+    from larvax.training.stages import stage_spans
 
-    cfg, env, params, agent, state, record = load_run(run_dir)
-    normal = SimfishParams.preset("normal")
-    changed = [f.name for f in dataclasses.fields(normal)
-               if getattr(params, f.name) != getattr(normal, f.name)]  # fmt: skip
-    out = {"final_world_unchanged_normal": not changed, "final_world_changed_fields": changed}
+    cfg, _, trained_params, agent, state, record = load_run(run_dir)
+    env, params = make("simfish", preset="normal")
+    assert params == SimfishParams.preset("normal")
+    changed = [f.name for f in dataclasses.fields(params)
+               if getattr(trained_params, f.name) != getattr(params, f.name)]  # fmt: skip
+    out = {
+        "checkpoint_stage": record.get("stage"),
+        "checkpoint_world_is_normal": not changed,
+        "checkpoint_world_changed_fields": changed,
+    }
     for policy, epsilon in (("greedy", 0.0), ("random", 1.0)):
         t0 = time.perf_counter()
         rows, counts = evaluate_policy(agent, state, env, params, episodes, epsilon, seed)
         out[policy] = policy_summary(rows, counts)
         out[policy]["eval_seconds"] = round(time.perf_counter() - t0, 1)
-    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = read_curve(run_dir)
+    status = json.loads((run_dir / "run.json").read_text()).get("status")
     out["training"] = {
-        "env_steps": summary.get("env_steps"),
-        "wall_time_s": summary.get("wall_time_s"),
-        "stages": summary.get("stages", []),
+        "status": status,
+        "env_steps": int(rows[-1]["env_steps"]),
+        "wall_time_s": rows[-1]["wall_time_s"],
+        "stages": stage_spans([{k: str(v) for k, v in r.items()} for r in rows], stage_names),
     }
     out["checkpoint_env_steps"] = int(record["env_steps"])
     return out
@@ -193,6 +204,57 @@ def print_tables(result: dict) -> None:
     rich_table("training per stage", ["seed", "stage", "env steps", "seconds"], stage_rows)
 
 
+def export(run_dir: Path, name: str, seed: int, evaluation: dict, preset: str, commit: str):
+    """Ship ``run_dir``'s newest checkpoint as pretrained model ``name`` with its card."""
+    from larvax import pretrained
+
+    g, r = evaluation["greedy"], evaluation["random"]
+    t = evaluation["training"]
+    facts = {
+        "name": name,
+        "preset": preset,
+        "seed": seed,
+        "env_steps": t["env_steps"],
+        "wall_time_s": t["wall_time_s"],
+        "stages": t["stages"],
+        "commit": commit,
+        "evaluation_world": "normal (SimfishParams.preset('normal'), unchanged)",
+        "evaluation_episodes": g["episodes"],
+        "prey_per_episode": g["prey_per_episode"],
+        "random_bouts_prey_per_episode": r["prey_per_episode"],
+        "return": g["return"],
+        "episode_length": g["episode_length"],
+        "starvation_rate": g["starvation_rate"],
+        "capture_success": g["capture_success"],
+        "command": "python benchmarks/curriculum_normal.py --seeds "
+        f"{seed} --export {name} --commit {commit}",
+    }
+    folder = pretrained.export(run_dir, name, facts)
+    card = pretrained.card(name)
+    stages = ", ".join(f"{s['name']} {s['env_steps'] / 1e6:.2f}M" for s in t["stages"])
+    pm, rm = g["prey_per_episode"], r["prey_per_episode"]
+    (folder / "MODEL_CARD.md").write_text(f"""# {name}
+
+R2D2 (the Simfish R2D2 network: Retina -> MLP -> LSTM(64) -> duelling Q over the 21 bouts)
+trained by the preset `{preset}` (seed {seed}) through its curriculum: {stages}.
+
+- Training: {card["env_steps"]:,} env steps in {t["wall_time_s"] / 60:.0f} min of training on
+  a 2-core CPU (the preset's one-hour limit), larvax commit {commit}.
+- Evaluated in the unchanged `normal` world over {g["episodes"]} episodes of up to 1000 steps
+  (greedy), against uniformly random bouts on the same episodes:
+  prey per episode {pm["mean"]:.2f} +- {pm["se"]:.2f} (random {rm["mean"]:.2f} +- {rm["se"]:.2f});
+  return {g["return"]["mean"]:.1f} (random {r["return"]["mean"]:.1f}); episode length
+  {g["episode_length"]["mean"]:.0f} (random {r["episode_length"]["mean"]:.0f}); starved
+  {g["starvation_rate"]:.0%} (random {r["starvation_rate"]:.0%}).
+- Load: `larvax.pretrained.load("{name}")`; evaluate: `larvax eval --pretrained {name}`;
+  fine-tune: `larvax train --init-from {name} ...`.
+- Files: `network.npz` (weights by path, sha256 in `card.json`), `config.yaml` (the world of
+  the last stage and the training settings), `card.json` (these facts).
+- Reproduce: `{facts["command"]}`.
+""")
+    return folder
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="r2d2-simfish-curriculum")
@@ -200,7 +262,10 @@ def main(argv=None) -> dict:
     p.add_argument("--runs-dir", default="runs/curriculum-normal")
     p.add_argument("--set", action="append", default=[], help="training overrides")
     p.add_argument("--episodes", type=int, default=32)
-    p.add_argument("--no-train", action="store_true", help="only evaluate finished runs")
+    p.add_argument("--no-train", action="store_true", help="only evaluate the runs as they are")
+    p.add_argument("--stage-names", nargs="+", help="stage names of runs of another config")
+    p.add_argument("--export", metavar="NAME", help="ship the first seed's run as this model")
+    p.add_argument("--commit", default="unknown", help="the commit that trained it (card)")
     p.add_argument("--out", default="benchmarks/results/curriculum_normal.json")
     p.add_argument("--curve", default="benchmarks/results/curriculum_normal_curve.png")
     args = p.parse_args(argv)
@@ -215,22 +280,29 @@ def main(argv=None) -> dict:
         "seeds": {},
     }
     curves = {}
+    names = [s.name for s in parse_stages(C.load_preset(args.preset))]
+    if args.stage_names:
+        names = args.stage_names
     for seed in args.seeds:
         run_dir = Path(args.runs_dir) / f"seed{seed}"
         if not args.no_train:
             train(args.preset, seed, run_dir, args.set)
-        result["seeds"][seed] = evaluate_seed(run_dir, args.episodes, seed=1000 + seed)
+        result["seeds"][seed] = evaluate_seed(run_dir, args.episodes, 1000 + seed, names)
         curves[seed] = read_curve(run_dir)
     for policy in ("greedy", "random"):
         per_seed = [r[policy]["prey_per_episode"]["mean"] for r in result["seeds"].values()]
         result[f"{policy}_prey_per_episode_over_seeds"] = mean_se(per_seed)
-    names = [s.name for s in parse_stages(C.load_preset(args.preset))]
     title = f"{args.preset}: prey caught per training episode and return, stage boundaries dashed"
     plot(curves, names, Path(args.curve), title)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print_tables(result)
+    if args.export:
+        seed = args.seeds[0]
+        run_dir = Path(args.runs_dir) / f"seed{seed}"
+        folder = export(run_dir, args.export, seed, result["seeds"][seed], args.preset, args.commit)
+        print(f"pretrained model written to {folder}")
     return result
 
 
