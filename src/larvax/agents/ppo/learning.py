@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 from larvax.agents.losses import (
     clipped_surrogate_loss,
@@ -94,9 +95,14 @@ def loss(agent, params, model_state, traj: Rollout, start_carry, advantages, ret
     return total, aux
 
 
-def _mean_over_devices(agent, x: Array) -> Array:
-    """``x`` averaged over the devices (equal shares: the mean of the whole batch)."""
-    return x if agent.num_devices == 1 else jax.lax.pmean(x, AXIS)
+def _mean_over_devices(agent, tree: PyTree) -> PyTree:
+    """``tree`` averaged over the devices (equal shares: the mean of the whole batch), as
+    one flat vector: one all-reduce instead of one per leaf (each costs ~4 ms between CPU
+    processes over gloo, measured)."""
+    if agent.num_devices == 1:
+        return tree
+    flat, unravel = ravel_pytree(tree)
+    return unravel(jax.lax.pmean(flat, AXIS))
 
 
 def _normalize_over_devices(agent, advantages: Array, eps: float = 1e-8) -> Array:
