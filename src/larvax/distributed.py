@@ -244,3 +244,27 @@ def start(
     if cluster is not None and cluster.num_processes == 1:
         return 1
     return initialize(cluster)
+
+
+def mesh_devices(count: int) -> list:
+    """The ``count`` devices of an agent's mesh: the first ``count`` of ``jax.devices()`` in
+    one process; with several processes the first ``count / P`` of each process (every
+    process must hold a share of the mesh), in process order."""
+    processes = jax.process_count()
+    if processes == 1:
+        return list(jax.devices()[:count])
+    if count % processes:
+        raise ValueError(
+            f"num_devices={count} does not split over {processes} processes; allowed: a "
+            f"multiple of {processes}"
+        )
+    per = count // processes
+    chosen = []
+    for p in range(processes):
+        mine = [d for d in jax.devices() if d.process_index == p][:per]
+        if len(mine) < per:
+            raise ValueError(
+                f"num_devices={count}: process {p} has {len(mine)} device(s), {per} needed"
+            )
+        chosen += mine
+    return chosen

@@ -24,6 +24,7 @@ from larvax.agents.ppo import learning
 from larvax.agents.ppo import rollout as rollout_lib
 from larvax.agents.ppo.config import AXIS, PPOConfig
 from larvax.agents.ppo.state import Rollout, TrainState
+from larvax.distributed import mesh_devices
 from larvax.envs.core import Box, Discrete
 
 Array = jax.Array
@@ -69,7 +70,7 @@ class PPOAgent:
         self.env_steps_per_update = config.env_steps_per_update
         c = config
         self.num_devices = c.resolve_devices(len(jax.devices()))
-        self.mesh = Mesh(np.array(jax.devices()[: self.num_devices]), (AXIS,))
+        self.mesh = Mesh(np.array(mesh_devices(self.num_devices)), (AXIS,))
         self.local_envs = c.num_envs // self.num_devices
         grad_steps = c.total_updates * c.grad_steps_per_update
         lr = c.learning_rate

@@ -31,6 +31,7 @@ from larvax.agents.r2d2.acting import (
 from larvax.agents.r2d2.config import AXIS, R2D2Config, actor_epsilons, resolve_num_devices
 from larvax.agents.r2d2.learning import Learner, TrainState, sample_batch
 from larvax.agents.replay import ReplayState, SequenceReplay
+from larvax.distributed import mesh_devices
 from larvax.envs.core import Discrete
 from larvax.networks.extractors import supports_mirror
 
@@ -100,7 +101,7 @@ class R2D2Agent:
         # Data parallelism: D devices, each with num_envs / D actors, their replay rows and
         # batch_size / D sequences per learner step; ``train`` runs under ``jax.shard_map``.
         self.num_devices = resolve_num_devices(c, len(jax.devices()))
-        self.mesh = Mesh(np.array(jax.devices()[: self.num_devices]), (AXIS,))
+        self.mesh = Mesh(np.array(mesh_devices(self.num_devices)), (AXIS,))
         self.local_envs = c.num_envs // self.num_devices
         self.local_batch = c.batch_size // self.num_devices
         # The whole buffer (for inspection outside ``train``) and one device's rows.
