@@ -302,3 +302,28 @@ def test_two_process_run_resumes_after_one_process_is_killed(tmp_path):
     assert [int(r["update"]) for r in rows] == [2, 4, 6, 8]
     _rows_close(rows, one.rows)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_train_command_joins_the_processes_that_srun_started(tmp_path):
+    """Two ``larvax train`` processes with the variables ``srun`` sets (on localhost): JAX's
+    SLURM detection joins them, the mesh spans both, and only process 0 prints and logs."""
+    run_dir = tmp_path / "run"
+    procs, job = [], str(_free_port())  # JAX derives the coordinator port from the job id
+    for i in range(2):
+        env = dict(os.environ, SLURM_JOB_ID=job, SLURM_STEP_NODELIST="localhost")
+        env.update(SLURM_NTASKS="2", SLURM_STEP_NUM_TASKS="2", SLURM_PROCID=str(i))
+        env.update(SLURM_LOCALID=str(i))
+        cmd = [sys.executable, "-m", "larvax.cli", "train", "--preset", "ppo-repeat-previous-easy"]
+        cmd += ["--steps", "4096", "--set", "chunk_updates=1", "--run-dir", str(run_dir)]
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
+    outs = [p.communicate(timeout=400)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
+    assert "done" in outs[0] and "done" not in outs[1] and "larvax" not in outs[1]
+    status = json.loads((run_dir / "run.json").read_text())
+    assert status["status"] == "finished" and status["devices"] == 2
+    assert [int(r["update"]) for r in loop.CSVLog(run_dir / "metrics.csv").read()] == [1, 2]
