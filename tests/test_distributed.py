@@ -115,6 +115,12 @@ def test_settings_from_flags_environment_and_auto():
     assert (c.coordinator, c.num_processes, c.process_id) == ("h:99", 2, 1)
     # flags win over the environment
     assert distributed.resolve("a:1", 3, 0, environ=env).coordinator == "a:1"
+    # launchers that started several tasks: JAX's cluster detection takes over
+    assert distributed.launcher({"SLURM_STEP_NUM_TASKS": "2"}) == "slurm"
+    assert distributed.launcher({"OMPI_COMM_WORLD_SIZE": "4"}) == "openmpi"
+    assert distributed.launcher({"SLURM_STEP_NUM_TASKS": "1"}) is None
+    assert distributed.launcher({}) is None
+    assert distributed.start(environ={}) == 1  # nothing asked: one process, nothing joined
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,10 @@ throughput --devices 2`` vs ``--devices 1``): its learner is a chain of small se
 steps (84-step LSTM scans) that a half batch does not make shorter, and one XLA device already
 spreads large ops over both cores; the Simfish environment alone gains 1.4x (README). On a GPU
 machine the accelerators are the default devices and this setting does not change them.
+
+``larvax train --devices N`` (:func:`use_devices`, :func:`num_devices_for`) sets the agent's
+``num_devices`` to N per process, exposes N CPU devices on a CPU-only machine, and checks
+that the agent's environments and batches split evenly (docs/scaling.md).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ it). Where the arguments come from, first match wins:
 1. flags: ``larvax train --coordinator HOST:PORT --num-processes P --process-id I``;
 2. environment variables ``LARVAX_COORDINATOR``, ``LARVAX_NUM_PROCESSES``,
    ``LARVAX_PROCESS_ID`` (all three);
-3. JAX's cluster auto-detection (``--distributed auto``): SLURM (``srun``), Open MPI
-   (``mpirun``), and the other clusters JAX knows.
+3. JAX's cluster auto-detection when a launcher started several tasks (:func:`launcher`):
+   SLURM (``srun``) or Open MPI (``mpirun``).
 
 On CPUs the processes exchange data through gloo (``jax_cpu_collectives_implementation``),
 so the same code runs as two processes on one machine (the tests) and on a GPU cluster
@@ -82,7 +82,7 @@ def resolve(
     if missing:
         raise DistributedError(
             f"{', '.join(missing)} missing: a multi-process run needs all of "
-            f"{', '.join(names)} (or --distributed auto on SLURM / Open MPI)"
+            f"{', '.join(names)} (or start the processes with srun / mpirun)"
         )
     address = str(given[0])
     host, sep, port = address.rpartition(":")
