@@ -165,6 +165,7 @@ def plot(curves: dict[int, list[dict]], stage_names: list[str], path: Path, titl
             axes[0].text(steps, 1.0 - 0.06 * i, f" {name}", fontsize=7, color=f"C{i}",
                          transform=axes[0].get_xaxis_transform(), va="top")  # fmt: skip
     axes[0].set_yscale("symlog", linthresh=1.0)
+    axes[0].set_ylim(bottom=0)
     axes[0].legend(loc="upper right", fontsize=8)
     axes[-1].set_xlabel("environment steps (training, all stages)")
     fig.suptitle(title, fontsize=9)
@@ -264,6 +265,7 @@ def main(argv=None) -> dict:
     p.add_argument("--episodes", type=int, default=32)
     p.add_argument("--no-train", action="store_true", help="only evaluate the runs as they are")
     p.add_argument("--stage-names", nargs="+", help="stage names of runs of another config")
+    p.add_argument("--title", help="title of the curve figure")
     p.add_argument("--export", metavar="NAME", help="ship the first seed's run as this model")
     p.add_argument("--commit", default="unknown", help="the commit that trained it (card)")
     p.add_argument("--out", default="benchmarks/results/curriculum_normal.json")
@@ -292,7 +294,9 @@ def main(argv=None) -> dict:
     for policy in ("greedy", "random"):
         per_seed = [r[policy]["prey_per_episode"]["mean"] for r in result["seeds"].values()]
         result[f"{policy}_prey_per_episode_over_seeds"] = mean_se(per_seed)
-    title = f"{args.preset}: prey caught per training episode and return, stage boundaries dashed"
+    title = args.title or (
+        f"{args.preset}: prey caught per training episode and return, stage boundaries dashed"
+    )
     plot(curves, names, Path(args.curve), title)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
