@@ -72,6 +72,27 @@ def _with_devices(cfg: dict, args, processes: int) -> dict:
     return C.validate({**cfg, "agent_config": {**cfg["agent_config"], "num_devices": count}})
 
 
+def _resume_extras(args) -> bool:
+    """Whether ``--resume`` came with options that only a new run takes."""
+    return bool(args.preset or args.config or args.set or args.run_dir or args.init_from
+                or args.seed is not None)  # fmt: skip
+
+
+def _resume_budget(args) -> dict | None:
+    """The run's config with ``--steps`` as its new budget (None: the saved budget)."""
+    if args.steps is None:
+        return None
+    import yaml
+
+    path = os.path.join(args.resume, "config.yaml")
+    if not os.path.isfile(path):
+        return None  # the loop reports the missing config
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    cfg["total_env_steps"] = int(args.steps)
+    return cfg
+
+
 def cmd_train(args) -> int:
     from rich.console import Console
 
@@ -97,36 +118,15 @@ def cmd_train(args) -> int:
         return 0
     try:
         if args.resume:
-            if (
-                args.preset
-                or args.config
-                or args.set
-                or args.run_dir
-                or args.seed is not None
-                or args.init_from
-            ):
+            if _resume_extras(args):
                 return _error(
                     "--resume takes only the run directory (and optionally --steps to extend "
                     "the budget); the run's own config.yaml is used"
                 )
-            cfg = None
-            if args.steps is not None:
-                import yaml
-
-                path = os.path.join(args.resume, "config.yaml")
-                if os.path.isfile(path):
-                    with open(path) as f:
-                        cfg = yaml.safe_load(f)
-                    cfg["total_env_steps"] = int(args.steps)
             console.print(f"[bold]larvax[/] resuming {args.resume}")
-            result = run(
-                cfg,
-                run_dir=args.resume,
-                resume=True,
-                console=console,
-                progress=not args.no_progress,
-                log_every=args.log_every,
-            )
+            result = run(_resume_budget(args), run_dir=args.resume, resume=True,
+                         console=console, progress=not args.no_progress,
+                         log_every=args.log_every)  # fmt: skip
         else:
             cfg = C.resolve(args.preset, args.config, args.set or [], args.steps, args.seed)
             if args.init_from is not None:
@@ -140,13 +140,8 @@ def cmd_train(args) -> int:
                 f"agent {cfg['agent']}, env {cfg['env']}, network {cfg['network']['name']}, "
                 f"seed {cfg['seed']}"
             )
-            result = run(
-                cfg,
-                run_dir=args.run_dir,
-                console=console,
-                progress=not args.no_progress,
-                log_every=args.log_every,
-            )
+            result = run(cfg, run_dir=args.run_dir, console=console,
+                         progress=not args.no_progress, log_every=args.log_every)  # fmt: skip
     except (C.ConfigError, RunDirError, CheckpointError) as err:
         return _error(str(err))
     except OSError as err:  # a file-system failure during the run: path and cause

@@ -51,9 +51,13 @@ def load_run(run_dir: str | Path, step: int | None = None):
     cfg = validate(yaml.safe_load(cfg_path.read_text()))
     built: dict = {}
 
+    # read back on one device, whatever the run's device count (orbax re-shards)
+    one = dict(cfg, agent_config={**cfg["agent_config"], "num_devices": 1})
+    one = one if cfg["agent"] in ("r2d2", "ppo") else cfg
+
     def abstract(record):  # a curriculum's checkpoint names its stage
         stage = int(record.get("stage", 0))
-        built.update(zip(("env", "env_params", "agent"), build(cfg, stage), strict=True))
+        built.update(zip(("env", "env_params", "agent"), build(one, stage), strict=True))
         built["stage"] = stage
         return jax.eval_shape(built["agent"].init, jax.random.key(cfg["seed"]))
 
