@@ -102,8 +102,14 @@ def fill_network(agent, state, flat: dict[str, np.ndarray], source: str):
 def check_init_from(agent, source: str) -> None:
     """Raise the one-line ConfigError of :func:`fill_network` before anything is allocated
     (the agent's state shapes from ``jax.eval_shape``)."""
+    flat = source_network(source)
+    if not hasattr(agent, "network_fields"):
+        raise ConfigError(
+            f"--init-from {source}: agent {type(agent).__name__} declares no network_fields "
+            "to fill; allowed: agents with a network (r2d2, ppo)"
+        )
     abstract = jax.eval_shape(agent.init, jax.random.key(0))
-    _check_fit(flat_network(network_parts(agent, abstract)), source_network(source), source)
+    _check_fit(flat_network(network_parts(agent, abstract)), flat, source)
 
 
 def source_network(source: str) -> dict[str, np.ndarray]:
