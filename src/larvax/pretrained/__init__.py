@@ -62,7 +62,7 @@ class Pretrained:
         """The NNX network with the trained weights."""
         from flax import nnx
 
-        from larvax.training.warm_start import network_parts
+        from larvax.training.network_state import network_parts
 
         parts = network_parts(self.agent, self.state)
         return nnx.merge(self.agent.graphdef, parts["params"], parts["rest"])
@@ -71,8 +71,8 @@ class Pretrained:
 def load(name: str) -> Pretrained:
     """Rebuild the pretrained model ``name`` (one of :func:`names`)."""
     from larvax.training.config import validate
+    from larvax.training.network_state import fill_network
     from larvax.training.runs import build
-    from larvax.training.warm_start import fill_network
 
     cfg = validate(config(name))
     cfg["agent_config"] = {**cfg["agent_config"], **ACT_ONLY.get(cfg["agent"], {})}
@@ -86,8 +86,8 @@ def export(run_dir: str | Path, name: str, facts: dict, root: str | Path | None 
     """Write the newest checkpoint of ``run_dir`` as pretrained model ``name`` under
     ``root`` (default: this package's folder): network.npz, config.yaml (the config of the
     checkpoint's stage), card.json (``facts`` and the network's sha256)."""
+    from larvax.training.network_state import flat_network, network_parts
     from larvax.training.runs import load_run
-    from larvax.training.warm_start import flat_network, network_parts
 
     cfg, _, _, agent, state, record = load_run(run_dir)
     cfg = {k: v for k, v in cfg.items() if k not in ("init_from", "stages")}
