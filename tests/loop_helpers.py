@@ -228,6 +228,28 @@ def dummy_config(**overrides) -> dict:
     return cfg
 
 
+def kill_after_rows(proc, run_dir, rows: int, timeout: float = 120.0) -> None:
+    """SIGKILL the training process ``proc`` once ``run_dir/metrics.csv`` holds ``rows`` data
+    rows (fails the test if it exits or makes no progress first)."""
+    import signal
+
+    import pytest
+
+    path = run_dir / "metrics.csv"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and path.read_text().count("\n") >= rows + 1:  # + the header
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"training exited early: {proc.stdout.read().decode()[-2000:]}")
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("training made no progress")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 if __name__ == "__main__":
     from larvax.cli import main
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -26,7 +24,13 @@ from larvax.training.curriculum import Advance, Stage, stage_decision  # noqa: E
 from larvax.training.loop import run  # noqa: E402
 from larvax.training.runs import build, load_run  # noqa: E402
 from larvax.training.warm_start import warm_start  # noqa: E402
-from loop_helpers import LevelEnv, StagerAgent, StagerConfig, stager_config  # noqa: E402
+from loop_helpers import (  # noqa: E402
+    LevelEnv,
+    StagerAgent,
+    StagerConfig,
+    kill_after_rows,
+    stager_config,
+)
 
 TIMING = ("wall_time_s", "steps_per_s")
 HELPER = str(Path(__file__).parent / "loop_helpers.py")
@@ -158,19 +162,7 @@ def test_sigkill_in_stage_two_then_resume_gives_the_same_rows(curriculum_run, tm
     args = [sys.executable, HELPER, "train", "--config", str(cfg_file), "--run-dir", str(d)]
     proc = subprocess.Popen(args + ["--no-progress"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=env)  # fmt: skip
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        path = d / "metrics.csv"
-        if path.exists() and path.read_text().count("\n") >= 7:  # header + 6 rows: stage 2
-            break
-        if proc.poll() is not None:
-            pytest.fail(f"training exited early: {proc.stdout.read().decode()[-2000:]}")
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("training made no progress")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_rows(proc, d, 6)  # stage 2 began after 4 rows
     out = subprocess.run([sys.executable, HELPER, "train", "--resume", str(d), "--no-progress"],
                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ from larvax.training.loop import (  # noqa: E402
     aggregate,
     run,
 )
-from loop_helpers import dummy_config  # noqa: E402
+from loop_helpers import dummy_config, kill_after_rows  # noqa: E402
 
 TIMING = ("wall_time_s", "steps_per_s")
 
@@ -289,18 +287,7 @@ def test_sigkill_then_resume_continues_consistently(reference_rows, tmp_path):
         stderr=subprocess.STDOUT,
         env=env,
     )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if (d / "metrics.csv").exists() and len(list(csv_rows(d))) >= 4:
-            break
-        if proc.poll() is not None:
-            pytest.fail(f"training exited early: {proc.stdout.read().decode()[-2000:]}")
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("training made no progress")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_rows(proc, d, 4)
     killed_rows = len(list(csv_rows(d)))
     assert 4 <= killed_rows < 12
     out = subprocess.run(
