@@ -125,7 +125,7 @@ class StagerConfig:
     sleep_s: float = 0.0
 
 
-class StagerAgent:
+class StagerAgent(DummyAgent):  # train and act: DummyAgent's
     """A deterministic agent with a NamedTuple state for curriculum tests: ``params`` random
     walk ("learning", carried between stages), ``env_state`` the world's (fresh per stage,
     drawn around the env's level), ``prey_caught`` = the env's level per episode."""
@@ -171,14 +171,6 @@ class StagerAgent:
             return new, metrics
 
         return jax.lax.scan(one, state, None, length=num_updates)
-
-    def train(self, state, num_updates):
-        if self.config.sleep_s:
-            time.sleep(self.config.sleep_s)
-        return self._train(state, num_updates)
-
-    def act(self, state, observation, carry, key, greedy=True):
-        return carry, jnp.zeros(observation.shape[:1], jnp.int32)
 
 
 register_agent(
