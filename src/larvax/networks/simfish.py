@@ -4,6 +4,8 @@
 - ``SimfishEmbedding``: Retina -> MLP[32], with the internal state appended.
 - ``R2D2SimfishNetwork`` (registered as ``"r2d2_simfish"``): embedding + one-hot previous
   action + tanh previous reward -> LSTM(64) -> duelling Q-values.
+- ``PPOSimfishNetwork`` (``"ppo_simfish"``): the same embedding and LSTM(64) with a policy
+  head (softmax over the 21 bouts) and a value head, for recurrent PPO.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from flax import nnx
 
 from larvax.networks.extractors import FeatureExtractor, OneHotAction, TanhReward
 from larvax.networks.fast_ops import conv1d_same
-from larvax.networks.heads import DuellingQ
+from larvax.networks.heads import Categorical, DuellingQ, V
 from larvax.networks.layers import MLP, int_tuple, positive_int
-from larvax.networks.network import Network
+from larvax.networks.network import ActorCriticHead, Network
 from larvax.networks.registry import register
 from larvax.networks.sequence import LSTM
 
@@ -201,4 +203,35 @@ class R2D2SimfishNetwork(Network):
         self.num_actions = num_actions
 
 
-__all__ = ["R2D2SimfishNetwork", "Retina", "SimfishEmbedding"]
+@register("ppo_simfish")
+class PPOSimfishNetwork(Network):
+    """The Simfish actor-critic: the R2D2 network's embedding and LSTM(64), then a softmax
+    policy over ``num_actions`` bouts (hidden [64], output gain ``actor_scale``) and a value
+    head (hidden [64]): ``(distrax.Categorical [B, T], value [B, T])``.
+
+    Observation, previous action and reward as for :class:`R2D2SimfishNetwork`.
+    """
+
+    action_kind = "discrete"
+
+    def __init__(
+        self,
+        num_actions: int = 21,
+        visual_scale: float = 1.0,
+        actor_scale: float = 0.01,
+        *,
+        rngs: nnx.Rngs,
+    ):
+        num_actions = positive_int("num_actions", num_actions)
+        embed = SimfishEmbedding(visual_scale=visual_scale, rngs=rngs)
+        fe = FeatureExtractor(
+            observation=embed, action=OneHotAction(num_actions), reward=TanhReward()
+        )
+        torso = LSTM(fe.out_features, 64, rngs=rngs)
+        actor = Categorical(64, num_actions, hidden=(64,), scale=actor_scale, rngs=rngs)
+        critic = V(64, hidden=(64,), rngs=rngs)
+        super().__init__(fe, torso, ActorCriticHead(actor, critic))
+        self.num_actions = num_actions
+
+
+__all__ = ["PPOSimfishNetwork", "R2D2SimfishNetwork", "Retina", "SimfishEmbedding"]
