@@ -205,6 +205,14 @@ def print_tables(result: dict) -> None:
     rich_table("training per stage", ["seed", "stage", "env steps", "seconds"], stage_rows)
 
 
+AGENT_TEXT = {
+    "r2d2": "R2D2 (the Simfish R2D2 network: Retina -> MLP -> LSTM(64) -> duelling Q over the 21 "
+    "bouts)",
+    "ppo": "Recurrent PPO (the `ppo_simfish` network: Retina -> MLP -> LSTM(64) -> softmax over "
+    "the 21 bouts and a value head; greedy = the most probable bout)",
+}
+
+
 def export(run_dir: Path, name: str, seed: int, evaluation: dict, preset: str, commit: str):
     """Ship ``run_dir``'s newest checkpoint as pretrained model ``name`` with its card."""
     from larvax import pretrained
@@ -236,7 +244,7 @@ def export(run_dir: Path, name: str, seed: int, evaluation: dict, preset: str, c
     pm, rm = g["prey_per_episode"], r["prey_per_episode"]
     (folder / "MODEL_CARD.md").write_text(f"""# {name}
 
-R2D2 (the Simfish R2D2 network: Retina -> MLP -> LSTM(64) -> duelling Q over the 21 bouts)
+{AGENT_TEXT[pretrained.config(name)["agent"]]}
 trained by the preset `{preset}` (seed {seed}) through its curriculum: {stages}.
 
 - Training: {card["env_steps"]:,} env steps in {t["wall_time_s"] / 60:.0f} min of training on

@@ -1,4 +1,5 @@
-"""Ready-made models: R2D2 Simfish parameter count, call contract, actor-critic options."""
+"""Ready-made models: R2D2 and PPO Simfish parameter counts and call contracts, actor-critic
+options."""
 
 from __future__ import annotations
 
@@ -61,6 +62,37 @@ def test_r2d2_simfish_rejects_wrong_observation(r2d2):
     obs = _simfish_obs()
     with pytest.raises(ValueError, match="'visual' and 'internal'"):
         r2d2({"vision": obs["visual"]}, jnp.zeros((B, T), jnp.int32), jnp.zeros((B, T)))
+
+
+def test_ppo_simfish_parameter_count_by_hand():
+    model = models.PPOSimfishNetwork(rngs=nnx.Rngs(0))
+    embedding = (3 * 3 * 8 + 8) + 2 * (5 * 8 * 8 + 8) + (2 * 35 * 8) * 32 + 32
+    lstm = 4 * 64 * (57 + 64) + 4 * 64
+    actor = (64 * 64 + 64) + (64 * 21 + 21)
+    critic = (64 * 64 + 64) + (64 + 1)
+    # the same size as the R2D2 network: its duelling head has the same two 64-unit layers
+    assert models.count_parameters(model) == embedding + lstm + actor + critic == 59_670
+
+
+def test_ppo_simfish_contract_and_reset_at_episode_starts():
+    model = models.PPOSimfishNetwork(visual_scale=0.03, rngs=nnx.Rngs(3))
+    obs = _simfish_obs(4)
+    prev_a = jnp.array([[-1, 3, -1], [-1, 0, 7]], jnp.int32)
+    prev_r = jnp.array([[0.0, 3.0, 0.0], [0.0, 0.5, 0.0]], jnp.float32)
+    starts = jnp.array([[True, False, True], [True, False, False]])
+    carry0 = model.initialize_carry((B,))
+    _, (dist, value) = model(obs, prev_a, prev_r, starts, carry0)
+    assert isinstance(dist, distrax.Categorical)
+    assert dist.logits.shape == (B, T, 21) and value.shape == (B, T)
+    # a fresh start: the policy at t = 2 of episode 0 equals a new sequence that begins there
+    one = jax.tree.map(lambda x: x[:, 2:], obs)
+    _, (d2, v2) = model(one, prev_a[:, 2:], prev_r[:, 2:], starts[:, 2:], carry0)
+    np.testing.assert_allclose(dist.logits[0, 2], d2.logits[0, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(value[0, 2], v2[0, 0], rtol=1e-5, atol=1e-6)
+    # without a start the carry matters: environment 1 differs from a fresh sequence
+    assert not np.allclose(dist.logits[1, 2], d2.logits[1, 0], atol=1e-6)
+    # the small output gain: the initial policy is close to uniform over the 21 bouts
+    np.testing.assert_allclose(jax.nn.softmax(dist.logits), 1 / 21, atol=0.01)
 
 
 # ----------------------------------------------------------------------------- actor-critics

@@ -42,6 +42,7 @@ def test_all_ready_made_models_are_registered():
         "actor_critic",
         "lstm_actor_critic",
         "mingru_actor_critic",
+        "ppo_simfish",
     } <= names
     info = registry.list_models()
     assert info["r2d2_simfish"]["parameters"] == {"num_actions": 21, "visual_scale": 1.0}

@@ -15,7 +15,7 @@ pass zeros as the previous action on the first step of an episode.
 
 Q-networks (``"r2d2_simfish"``, ``"recurrent_q"``) return ``out = q_values [B, T, A]``.
 Actor-critics (``"shared_actor_critic"``, ``"actor_critic"``, ``"lstm_actor_critic"``,
-``"mingru_actor_critic"``) return ``out = (distribution, value [B, T])`` with a distrax
+``"mingru_actor_critic"``, ``"ppo_simfish"``) return ``out = (distribution, value [B, T])`` with a distrax
 distribution of batch shape ``[B, T]`` (``Categorical`` for ``num_actions``, a diagonal
 Gaussian, possibly through an action-space bijector, for ``action_dim``).
 
@@ -49,7 +49,7 @@ from larvax.networks.heads import DuellingQ
 from larvax.networks.layers import positive_int
 from larvax.networks.network import Network, make_torso
 from larvax.networks.registry import register
-from larvax.networks.simfish import R2D2SimfishNetwork, SimfishEmbedding
+from larvax.networks.simfish import PPOSimfishNetwork, R2D2SimfishNetwork, SimfishEmbedding
 
 
 @register("recurrent_q")
@@ -103,6 +103,7 @@ __all__ = [
     "ActorCritic",
     "LSTMActorCritic",
     "MinGRUActorCritic",
+    "PPOSimfishNetwork",
     "R2D2SimfishNetwork",
     "RecurrentQNetwork",
     "SharedActorCritic",

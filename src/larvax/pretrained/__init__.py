@@ -38,11 +38,13 @@ from larvax.pretrained.store import (
 __all__ = ["Pretrained", "PretrainedError", "card", "config", "export", "load", "names"]
 
 
-# A loaded model acts; it does not train. Its agent is rebuilt with one actor and the
+# A loaded model acts; it does not train. An R2D2 agent is rebuilt with one actor and the
 # smallest replay (the trained config's 64 actors and 8,192 sequences would allocate ~260 MiB
-# for nothing); ``larvax train --init-from NAME`` trains further with a full config.
+# for nothing), a PPO agent with one environment; ``larvax train --init-from NAME`` trains
+# further with a full config.
 ACT_ONLY = {"r2d2": {"num_envs": 1, "batch_size": 1, "replay_capacity": 8, "min_replay_size": 1,
-                     "num_devices": 1}}  # fmt: skip
+                     "num_devices": 1},
+            "ppo": {"num_envs": 1, "num_minibatches": 1, "num_devices": 1}}  # fmt: skip
 
 
 @dataclass
