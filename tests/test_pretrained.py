@@ -72,3 +72,39 @@ def test_a_damaged_weights_file_is_refused(tmp_path, monkeypatch):
     assert "\n" not in str(err.value)
     with pytest.raises(store.PretrainedError, match=r"pretrained model 'shark' is not allowed"):
         pretrained.load("shark")
+
+
+def test_export_then_load_a_ppo_fish(tmp_path, monkeypatch):
+    """A run exported as a pretrained model loads with the checkpoint's network (PPO with the
+    Simfish actor-critic, so the act-only PPO agent is covered too)."""
+    from larvax.training.loop import run
+    from larvax.training.network_state import flat_network, network_parts
+    from larvax.training.runs import load_run
+
+    cfg = {
+        "agent": "ppo",
+        "env": {"name": "simfish", "preset": "normal", "arena_width": 300, "arena_height": 300,
+                "prey_num": 4, "predator_enabled": False, "max_steps": 6},
+        "network": {"name": "ppo_simfish", "visual_scale": 0.03},
+        "agent_config": {"num_envs": 2, "rollout_length": 4, "num_epochs": 1,
+                         "num_minibatches": 1},
+        "total_env_steps": 16, "chunk_updates": 1, "seed": 5,
+    }  # fmt: skip
+    run(cfg, run_dir=tmp_path / "run", progress=False)
+    root = tmp_path / "pretrained"
+    pretrained.export(tmp_path / "run", "tiny", {"preset": "test"}, root=root)
+    monkeypatch.setattr(store, "_root", lambda: root)
+    assert pretrained.names() == ["tiny"]
+    assert pretrained.card("tiny")["env_steps"] == 16
+    fish = pretrained.load("tiny")
+    assert fish.agent.config.num_envs == 1  # acts; it does not train
+    *_, agent, state, _ = load_run(tmp_path / "run")
+    want = flat_network(network_parts(agent, state))
+    got = flat_network(network_parts(fish.agent, fish.state))
+    assert sorted(got) == sorted(want)
+    for k in want:
+        np.testing.assert_array_equal(got[k], np.asarray(want[k]).astype(got[k].dtype), k)
+    obs = jax.tree.map(lambda x: x[None], fish.env.reset(jax.random.key(0), fish.env_params)[1]
+                       .observation)  # fmt: skip
+    _, action = fish.agent.act(fish.state, obs, None, jax.random.key(1), starts=jnp.ones(1, bool))
+    assert 0 <= int(action[0]) < NUM_ACTIONS

@@ -244,13 +244,15 @@ class PPOAgent:
     ):
         """One step for evaluation, batch-major: returns ``(carry, action [B, ...])``.
 
-        ``observation [B, ...]``, ``carry`` from :meth:`initial_carry` or the previous
-        call. ``prev_action`` (default: none, -1 / zeros), ``prev_reward`` (default 0) and
+        ``observation [B, ...]``, ``carry`` from :meth:`initial_carry` (None: that) or the
+        previous call. ``prev_action`` (default: none, -1 / zeros), ``prev_reward`` (default 0) and
         ``starts`` (default False: continue the carry) describe the step as in the
         network signature; pass ``starts=True`` on an episode's first step. ``greedy``
         takes the distribution's mode, otherwise samples with ``key``.
         """
         batch = jax.tree_util.tree_leaves(observation)[0].shape[0]
+        if carry is None:
+            carry = self.initial_carry(batch)
         if prev_action is None:
             prev_action = self.no_action((batch,))
         if prev_reward is None:
