@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from larvax.agents.replay import SequenceReplay, replay_nbytes
+from larvax.agents.replay import SequenceReplay, inverse_cdf_index, replay_nbytes
 
 N, S, P, L = 2, 4, 3, 5  # actors, slots per actor, period, sequence length -> ring of 12 steps
 
@@ -91,6 +91,25 @@ def test_sampling_frequencies_follow_priorities_chi_square():
     chi = stats.chisquare(counts[keep], f_exp)
     assert chi.pvalue > 1e-3, (counts, draws * expected)
     np.testing.assert_allclose(np.asarray(sample.probability), expected[flat], rtol=1e-5)
+
+
+def test_a_draw_never_lands_on_an_empty_slot():
+    """float32 running sums from XLA's tree-ordered cumsum can step up at an item of mass 0
+    and step down elsewhere (seen in a real run: 10 such steps over 8,192 items, then a draw of
+    an empty slot, an infinite importance weight and a NaN loss). By hand:"""
+    flat = jnp.array([0.5, 0.0, 0.25, 0.0, 0.25], jnp.float32)
+    # a rounded running sum that steps up by 2 ulp (1.2e-7) at the empty item 1
+    cdf = jnp.array([0.5, 0.50000012, 0.75, 0.75, 1.0], jnp.float32)
+    u = jnp.array([0.0, 0.49, 0.50000006, 0.6, 0.74, 0.76, 0.99, 0.9999999], jnp.float32)
+    idx = np.asarray(inverse_cdf_index(flat, cdf, u))
+    # u = 0.50000006 (0.5 + 1 ulp) has cdf[1] > u first: the empty item 1 -> the nearest item
+    # with mass before it, 0; the empty item 3 is never reached (cdf does not step there)
+    np.testing.assert_array_equal(idx, [0, 0, 0, 2, 2, 4, 4, 4])
+    assert (np.asarray(flat)[idx] > 0).all()
+    # leading empty items: the first item with mass
+    flat2 = jnp.array([0.0, 0.0, 1.0], jnp.float32)
+    cdf2 = jnp.array([1e-8, 1e-8, 1.0], jnp.float32)
+    np.testing.assert_array_equal(inverse_cdf_index(flat2, cdf2, jnp.array([0.0, 0.5])), [2, 2])
 
 
 def test_nbytes_matches_the_arrays():

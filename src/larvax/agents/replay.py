@@ -21,9 +21,10 @@ until its first step is overwritten (then its slot holds the next item).
 Why not flashbax's prioritised trajectory buffer? It stores per time step whatever is added,
 so storing the recurrent state at sequence starts means storing it at *every* step (an LSTM
 carry of 2 x 512 float32 is 4 KiB, five times a compact Simfish observation of 834 bytes).
-Here the carry is stored once per item (per ``period`` steps). Sampling is an exact
+Here the carry is stored once per item (per ``period`` steps). Sampling is an
 inverse-CDF draw over all ``N * S`` priorities (one cumulative sum, then a binary search per
-sample) with no sum-tree state to keep consistent. The comparison with flashbax's prioritised
+sample, never landing on an empty slot: ``inverse_cdf_index``) with no sum-tree state to keep
+consistent. The comparison with flashbax's prioritised
 trajectory buffer (time and bytes) is ``benchmarks/r2d2_simfish.py --mode replay``; its
 figures are in the README.
 
@@ -47,6 +48,23 @@ import numpy as np
 
 Array = jax.Array
 PyTree = Any
+
+
+def inverse_cdf_index(flat: Array, cdf: Array, u: Array) -> Array:
+    """The items drawn by ``u`` [B] in ``[0, cdf[-1])`` from masses ``flat`` [M] (>= 0, one at
+    least > 0) and their running sum ``cdf``: the first ``i`` with ``cdf[i] > u``, moved to the
+    nearest item with mass at or before it (else the first with mass).
+
+    XLA's ``cumsum`` adds in a tree order, so in float32 ``cdf`` can step up at an item of mass
+    0 or step down: a plain binary search then sometimes lands on an empty slot (probability 0,
+    an infinite importance weight, a NaN loss). Items with mass 0 are never returned.
+    """
+    m = flat.shape[0]
+    idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), m - 1)
+    has_mass = flat > 0
+    prev_with_mass = jax.lax.cummax(jnp.where(has_mass, jnp.arange(m), -1))
+    idx = jnp.where(has_mass[idx], idx, prev_with_mass[idx])
+    return jnp.where(idx < 0, jnp.argmax(has_mass), idx)
 
 
 class ReplayState(NamedTuple):
@@ -221,10 +239,7 @@ class SequenceReplay:
         flat = probs.reshape(-1)
         cdf = jnp.cumsum(flat)
         u = jax.random.uniform(key, (batch_size,)) * cdf[-1]
-        idx = jnp.searchsorted(cdf, u, side="right")
-        # Guard the float edge (u == total): pick the last slot with mass.
-        last = flat.shape[0] - 1 - jnp.argmax((flat > 0)[::-1])
-        idx = jnp.where(idx > last, last, idx)
+        idx = inverse_cdf_index(flat, cdf, u)
         env_index = (idx // self.slots_per_env).astype(jnp.int32)
         slot = (idx % self.slots_per_env).astype(jnp.int32)
         times = (slot[:, None] * self.period + jnp.arange(self.sequence_length)[None, :]) % (
@@ -251,6 +266,7 @@ def replay_nbytes(capacity: int, period: int, bytes_per_step: int, bytes_per_ite
 
 
 __all__ = [
+    "inverse_cdf_index",
     "ReplayState",
     "Sample",
     "SequenceReplay",
